@@ -1,0 +1,62 @@
+"""``opentelemetry-instrument`` wiring: the otelkit distro and configurator.
+
+The distro sets otelkit's defaults (the SQLite store for every signal, otelkit's configurator);
+the configurator builds the SDK through the standard ``_OTelSDKConfigurator`` and adds
+otelkit's span processors. :func:`span_processors` and :func:`export_span_processor` are the
+one place where the processor chain is assembled, for ``opentelemetry-instrument`` and for
+programs that set up a ``TracerProvider`` by hand alike. Like the CLI, this module wires the
+plugin packages together, so it may import them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from otelkit.config import Policy, current_policy
+
+DEFAULT_ENVIRONMENT = {
+    "OTEL_TRACES_EXPORTER": "sqlite",
+    "OTEL_METRICS_EXPORTER": "sqlite",
+    "OTEL_LOGS_EXPORTER": "sqlite",
+    "OTEL_PYTHON_CONFIGURATOR": "otelkit",
+}
+
+
+def span_processors(policy: Policy) -> list[SpanProcessor]:
+    """Processors that see every span as it starts, ahead of the export processors."""
+    from otelkit.instrumentation.session import SessionSpanProcessor
+
+    return [SessionSpanProcessor()]
+
+
+def export_span_processor(policy: Policy) -> Callable[[SpanExporter], SpanProcessor]:
+    """How each configured exporter is fed: the processor chain's last stage."""
+    return BatchSpanProcessor
+
+
+class OtelkitDistro(BaseDistro):  # type: ignore[misc]
+    """Defaults for ``opentelemetry-instrument``: the SQLite store and otelkit's configurator.
+
+    Every default yields to an explicit setting (``--traces_exporter otlp`` or
+    ``OTEL_TRACES_EXPORTER=otlp,sqlite``).
+    """
+
+    def _configure(self, **kwargs: Any) -> None:
+        for name, value in DEFAULT_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
+
+
+class OtelkitConfigurator(_OTelSDKConfigurator):
+    """Builds the SDK (providers, exporters from ``OTEL_*_EXPORTER``) with otelkit's processors."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        policy = current_policy()
+        kwargs.setdefault("span_processors", span_processors(policy))
+        kwargs.setdefault("export_span_processor", export_span_processor(policy))
+        super()._configure(**kwargs)

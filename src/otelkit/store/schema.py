@@ -1,0 +1,216 @@
+"""The store's schema: versioned DDL, migrations, and how a connection is opened.
+
+The file is marked as otelkit's with ``PRAGMA application_id`` and carries its schema version
+in ``PRAGMA user_version``; :data:`MIGRATIONS` takes any older otelkit file to the current
+version inside one write transaction, so concurrent openers never race. Index choice follows
+the write path: ``spans`` has only time-ordered indexes (random-key indexes cost most of the
+insert rate), and lookups by trace go through the small ``traces`` table, one row per trace.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+APPLICATION_ID = 0x6F746B31  # "otk1": identifies an otelkit store among SQLite files
+SCHEMA_VERSION = 1
+
+
+class StoreError(RuntimeError):
+    """The file cannot be used as an otelkit store; the message is one line."""
+
+
+_V1 = """
+CREATE TABLE resources (
+    id           INTEGER PRIMARY KEY,
+    fingerprint  TEXT NOT NULL UNIQUE,
+    service_name TEXT,
+    attributes   TEXT NOT NULL
+);
+CREATE TABLE scopes (
+    id          INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    version     TEXT,
+    attributes  TEXT NOT NULL
+);
+CREATE TABLE spans (
+    id                INTEGER PRIMARY KEY,
+    trace_id          TEXT NOT NULL,
+    span_id           TEXT NOT NULL,
+    parent_span_id    TEXT,
+    name              TEXT NOT NULL,
+    kind              TEXT NOT NULL,
+    service_name      TEXT,
+    resource_id       INTEGER,
+    scope_id          INTEGER,
+    start_ns          INTEGER NOT NULL,
+    end_ns            INTEGER NOT NULL,
+    duration_ns       INTEGER GENERATED ALWAYS AS (end_ns - start_ns) VIRTUAL,
+    status_code       TEXT NOT NULL,
+    status_message    TEXT,
+    operation_type    TEXT,
+    provider          TEXT,
+    model             TEXT,
+    input_tokens      INTEGER,
+    output_tokens     INTEGER,
+    cache_read_tokens INTEGER,
+    cost_usd          REAL,
+    cost_status       TEXT,
+    session_id        TEXT,
+    error_type        TEXT,
+    error_category    TEXT,
+    sample_rate       REAL NOT NULL DEFAULT 1.0,
+    trace_state       TEXT,
+    attributes        TEXT NOT NULL DEFAULT '{}',
+    links             TEXT
+);
+CREATE UNIQUE INDEX spans_by_start ON spans (start_ns, span_id);
+CREATE INDEX spans_by_operation ON spans (operation_type, name, start_ns);
+CREATE TABLE span_events (
+    id         INTEGER PRIMARY KEY,
+    trace_id   TEXT NOT NULL,
+    span_id    TEXT NOT NULL,
+    time_ns    INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    attributes TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX span_events_by_span ON span_events (span_id);
+CREATE TABLE traces (
+    trace_id     TEXT PRIMARY KEY,
+    start_ns     INTEGER NOT NULL,
+    end_ns       INTEGER NOT NULL,
+    span_count   INTEGER NOT NULL,
+    error_count  INTEGER NOT NULL,
+    root_name    TEXT,
+    service_name TEXT,
+    session_id   TEXT
+) WITHOUT ROWID;
+CREATE INDEX traces_by_start ON traces (start_ns);
+CREATE TABLE metric_points (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL,
+    description   TEXT,
+    unit          TEXT,
+    kind          TEXT NOT NULL,
+    temporality   TEXT,
+    is_monotonic  INTEGER,
+    service_name  TEXT,
+    resource_id   INTEGER,
+    scope_id      INTEGER,
+    start_ns      INTEGER,
+    time_ns       INTEGER NOT NULL,
+    attributes    TEXT NOT NULL DEFAULT '{}',
+    value         REAL,
+    count         INTEGER,
+    sum           REAL,
+    min           REAL,
+    max           REAL,
+    buckets       TEXT
+);
+CREATE INDEX metric_points_by_name ON metric_points (name, time_ns);
+CREATE TABLE log_records (
+    id               INTEGER PRIMARY KEY,
+    time_ns          INTEGER,
+    observed_time_ns INTEGER NOT NULL,
+    severity_number  INTEGER,
+    severity_text    TEXT,
+    body             TEXT,
+    event_name       TEXT,
+    trace_id         TEXT,
+    span_id          TEXT,
+    trace_flags      INTEGER,
+    service_name     TEXT,
+    resource_id      INTEGER,
+    scope_id         INTEGER,
+    session_id       TEXT,
+    attributes       TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX log_records_by_time ON log_records (observed_time_ns);
+"""
+
+# MIGRATIONS[v] takes a store at version v to v + 1; version 0 is a new, empty file.
+MIGRATIONS: dict[int, str] = {0: _V1}
+
+
+def _pragmas(conn: sqlite3.Connection, busy_timeout_ms: int, cache_size_mib: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA cache_size = {-1024 * int(cache_size_mib)}")
+    conn.execute("PRAGMA temp_store = MEMORY")
+
+
+def _check_identity(conn: sqlite3.Connection, path: str) -> int:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id == 0 and version == 0:
+        has_tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if has_tables:
+            raise StoreError(f"{path} is a SQLite database but not an otelkit store")
+        return 0
+    if app_id != APPLICATION_ID:
+        raise StoreError(f"{path} is a SQLite database but not an otelkit store")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has store schema version {version}; this otelkit reads up to {SCHEMA_VERSION}: upgrade otelkit"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Bring the store to :data:`SCHEMA_VERSION`, atomically and safely under concurrency."""
+    if _check_identity(conn, path) == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _check_identity(conn, path)
+        while version < SCHEMA_VERSION:
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            version += 1
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def connect_for_writing(path: str, busy_timeout_ms: int = 30_000, cache_size_mib: int = 64) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), schema up to date."""
+    target = Path(path)
+    if target.parent and not target.parent.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+        _pragmas(conn, busy_timeout_ms, cache_size_mib)
+        migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open as an otelkit store: {exc}") from None
+    return conn
+
+
+def connect_for_reading(path: str) -> sqlite3.Connection:
+    """A read-only connection to an existing otelkit store, or StoreError saying why not."""
+    if not Path(path).is_file():
+        raise StoreError(f"no otelkit store at {path}")
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        _check_identity(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not an otelkit store: {exc}") from None
+    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+        raise StoreError(f"{path} is an empty SQLite file, not an otelkit store")
+    return conn
