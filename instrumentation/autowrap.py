@@ -3,17 +3,16 @@
 Each spec names a module and a glob pattern matched against the qualified names of the
 functions and methods defined in it (``run_*``, ``Pipeline.*``, ``*.execute``). When the
 module is imported (or at once, if it already is) the matches are replaced by traced
-``function`` operations. A spec that matches nothing logs one warning; a malformed spec logs
-one warning too. Neither stops the program. Generators are left alone (see the API docs).
+``function`` operations. A spec that matches nothing logs one warning (at import, or at exit
+when the module was never imported); a malformed spec logs one warning too. Neither stops the program. Generators are left alone (see the API docs).
 """
 
 from __future__ import annotations
 
+import atexit
 import fnmatch
-import importlib.util
 import inspect
 import logging
-import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Collection, Iterator
@@ -82,6 +81,7 @@ class AutowrapInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         specs = kwargs.get("specs")
         texts = specs if specs is not None else current_policy().instrumentation.autowrap
         self._restore = []
+        self._pending: set[AutowrapSpec] = set()
         self._active = True
         for text in texts:
             try:
@@ -89,15 +89,15 @@ class AutowrapInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             except ValueError as exc:
                 _log.warning("otelkit: %s; ignored", exc)
                 continue
-            top = spec.module.split(".")[0]
-            if spec.module not in sys.modules and importlib.util.find_spec(top) is None:
-                _log.warning("otelkit: autowrap module %r not found; %r ignored", spec.module, text)
-                continue
+            self._pending.add(spec)
             wrapt.register_post_import_hook(lambda module, spec=spec: self._apply(module, spec), spec.module)
+        if self._pending:
+            atexit.register(self._report_unimported)
 
     def _apply(self, module: ModuleType, spec: AutowrapSpec) -> None:
         if not self._active:
             return
+        self._pending.discard(spec)
         matched = 0
         try:
             for owner, attr, qualname, raw in _candidates(module):
@@ -116,6 +116,12 @@ class AutowrapInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             return
         if matched == 0:
             _log.warning("otelkit: autowrap pattern %r matched nothing in module %s", spec.pattern, spec.module)
+
+    def _report_unimported(self) -> None:
+        """At exit: name the specs whose module the program never imported (typos show up here)."""
+        if self._active:
+            for spec in sorted(self._pending, key=lambda s: (s.module, s.pattern)):
+                _log.warning("otelkit: autowrap module %s was never imported; %r matched nothing", spec.module, spec.pattern)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         self._active = False

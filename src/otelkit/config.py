@@ -181,7 +181,10 @@ def current_policy() -> Policy:
             _cached = load_policy()
         except ConfigError as exc:
             logging.getLogger("otelkit").error("otelkit: %s; using the default policy", exc)
-            _cached = Policy()
+            try:
+                _cached = apply_environment(Policy(), os.environ)
+            except ConfigError:
+                _cached = Policy()
     return _cached
 
 
