@@ -8,13 +8,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otelkit
 from otelkit import semconv as sc
+from otelkit.instrumentation.threads import ThreadContextInstrumentor
 
 
 def _by_name(exporter: InMemorySpanExporter) -> dict[str, object]:
@@ -240,22 +240,29 @@ async def test_session_crosses_asyncio_tasks(spans: InMemorySpanExporter) -> Non
     assert span.attributes[sc.SESSION_ID] == "s-async"
 
 
-def test_session_crosses_threads_with_threading_instrumentation(spans: InMemorySpanExporter) -> None:
-    instrumentor = ThreadingInstrumentor()
+def test_session_crosses_threads_with_thread_context_instrumentation(spans: InMemorySpanExporter) -> None:
+    instrumentor = ThreadContextInstrumentor()
     instrumentor.instrument()
     try:
         with otelkit.session("s-thread"):
             with otelkit.command("parent"):
                 with ThreadPoolExecutor(max_workers=2) as pool:
-                    pool.submit(lambda: otelkit.step("pooled").__enter__().span.end()).result()
+                    pool.submit(otelkit.step("pooled")(lambda: None)).result()
                 worker = threading.Thread(target=lambda: otelkit.step("threaded")(lambda: None)())
                 worker.start()
                 worker.join()
     finally:
         instrumentor.uninstrument()
     found = _by_name(spans)
-    assert found["threaded"].attributes[sc.SESSION_ID] == "s-thread"
-    assert found["threaded"].parent.span_id == found["parent"].context.span_id
+    for name in ("threaded", "pooled"):
+        assert found[name].attributes[sc.SESSION_ID] == "s-thread"
+        assert found[name].parent.span_id == found["parent"].context.span_id
+    spans.clear()
+    with otelkit.session("s-after"):
+        worker = threading.Thread(target=lambda: otelkit.step("bare")(lambda: None)())
+        worker.start()
+        worker.join()
+    assert sc.SESSION_ID not in spans.get_finished_spans()[0].attributes
 
 
 def test_session_copied_context_runs_in_plain_thread(spans: InMemorySpanExporter) -> None:

@@ -1,0 +1,50 @@
+"""Turns window statistics into the report document: the stable shape behind ``--format json``.
+
+The document is plain dicts, lists, numbers and None so it serializes as-is and every renderer
+(table, JSON, the HTML report) reads the same keys; :mod:`otelkit.report` documents the shape.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from otelkit.report.period import Period, parse_period
+from otelkit.report.query import PERCENTILES, DurationStats, OperationStats, window_stats
+
+
+def _percentile_fields(stats: DurationStats) -> dict[str, float | None]:
+    return {f"p{p}_ms": stats.percentiles_ms.get(p) for p in PERCENTILES}
+
+
+def _operation(op: OperationStats, total_ns: int) -> dict[str, Any]:
+    return {
+        "type": op.type,
+        "name": op.name,
+        "count": op.stats.count,
+        "success_rate": op.stats.success_rate,
+        **_percentile_fields(op.stats),
+        "time_share": op.stats.total_ns / total_ns if total_ns else None,
+    }
+
+
+def _slowest_first(entry: dict[str, Any]) -> tuple[float, str, str]:
+    return (-entry["p95_ms"], entry["name"], entry["type"])
+
+
+def build_report(conn: sqlite3.Connection, period: Period | str, now_ns: int | None = None) -> dict[str, Any]:
+    """The report over ``period`` (a :class:`Period` or its spelling, e.g. ``"7d"``) ending at ``now_ns``."""
+    window = period if isinstance(period, Period) else parse_period(period)
+    stats = window_stats(conn, window.since_ns(now_ns))
+    operations = [_operation(op, stats.overall.total_ns) for op in stats.operations]
+    operations.sort(key=_slowest_first)
+    return {
+        "summary": {
+            "spans": stats.overall.count,
+            "traces": stats.traces,
+            "sessions": stats.sessions,
+            "success_rate": stats.overall.success_rate,
+            **_percentile_fields(stats.overall),
+        },
+        "operations": operations,
+    }
