@@ -86,10 +86,11 @@ class Operation:
             span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
             span.set_attribute(sc.ERROR_TYPE, error_type)
         span.end(end_ns)
-        outcome = sc.OUTCOME_ERROR if failed else sc.OUTCOME_SUCCESS
-        duration_s = (end_ns - self._start_ns) / 1e9
-        m.operation_duration.record(duration_s, m.operation_attributes(self.op_type, self.name, outcome))
-        self._record_metrics(duration_s, failed)
+        if m.recording():
+            outcome = sc.OUTCOME_ERROR if failed else sc.OUTCOME_SUCCESS
+            duration_s = (end_ns - self._start_ns) / 1e9
+            m.operation_duration.record(duration_s, m.operation_attributes(self.op_type, self.name, outcome))
+            self._record_metrics(duration_s, failed)
 
     def _record_metrics(self, duration_s: float, failed: bool) -> None:
         """Hook for operation-specific metrics."""
@@ -124,14 +125,16 @@ class LLMCall(Operation):
         ):
             if tokens is not None:
                 span.set_attribute(key, int(tokens))
-                attrs = m.gen_ai_attributes(self.operation, self.provider, self.name, token_type)
-                m.gen_ai_token_usage.record(int(tokens), attrs)
+                if m.recording():
+                    attrs = m.gen_ai_attributes(self.operation, self.provider, self.name, token_type)
+                    m.gen_ai_token_usage.record(int(tokens), attrs)
         if cache_read_tokens is not None:
             span.set_attribute(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, int(cache_read_tokens))
         if cost_usd is not None:
             span.set_attribute(sc.GEN_AI_USAGE_COST, float(cost_usd))
             span.set_attribute(sc.COST_STATUS, sc.CostStatus.PRICED.value)
-            m.gen_ai_cost.add(float(cost_usd), m.gen_ai_attributes(self.operation, self.provider, self.name))
+            if m.recording():
+                m.gen_ai_cost.add(float(cost_usd), m.gen_ai_attributes(self.operation, self.provider, self.name))
         elif input_tokens is not None or output_tokens is not None:
             span.set_attribute(sc.COST_STATUS, sc.CostStatus.UNPRICED.value)
 

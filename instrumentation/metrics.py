@@ -13,6 +13,7 @@ from typing import Mapping
 from opentelemetry import metrics
 
 from otelkit import semconv as sc
+from otelkit.config import current_policy
 
 _meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE)
 
@@ -26,6 +27,15 @@ gen_ai_operation_duration = _meter.create_histogram(
     sc.METRIC_GEN_AI_OPERATION_DURATION, unit="s", description="Duration of GenAI operations"
 )
 gen_ai_cost = _meter.create_counter(sc.METRIC_GEN_AI_COST, unit="USD", description="Cost of GenAI operations")
+
+
+def recording() -> bool:
+    """Whether operations record metrics (``instrumentation.metrics`` / ``OTELKIT_METRICS``).
+
+    The SDK's histogram record is the largest per-operation cost otelkit adds, so programs
+    that get RED metrics elsewhere (the store, the Collector's spanmetrics) can turn it off.
+    """
+    return current_policy().instrumentation.metrics
 
 
 @lru_cache(maxsize=4096)

@@ -324,3 +324,20 @@ def test_token_and_cost_metrics(spans: InMemorySpanExporter, metric_reader: InMe
     assert tokens[frozenset({**base, sc.GEN_AI_TOKEN_TYPE: "output"}.items())].sum == 40
     assert _points(metric_reader, sc.METRIC_GEN_AI_COST)[frozenset(base.items())].value == 0.5
     assert _points(metric_reader, sc.METRIC_GEN_AI_OPERATION_DURATION)[frozenset(base.items())].count == 1
+
+
+def test_metrics_switch_off_records_no_metrics(
+    spans: InMemorySpanExporter, metric_reader: InMemoryMetricReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otelkit.config import reset_policy_cache
+
+    monkeypatch.setenv("OTELKIT_METRICS", "false")
+    reset_policy_cache()
+    with otelkit.step("quiet-step"):
+        pass
+    with otelkit.llm("quiet-model", "acme") as call:
+        call.record_usage(input_tokens=5, output_tokens=1, cost_usd=0.1)
+    assert [s.name for s in spans.get_finished_spans()] == ["quiet-step", "chat quiet-model"]
+    durations = _points(metric_reader, sc.METRIC_OPERATION_DURATION)
+    assert not [k for k in durations if (sc.OPERATION_NAME, "quiet-step") in k]
+    assert not [k for k in _points(metric_reader, sc.METRIC_GEN_AI_TOKEN_USAGE) if (sc.GEN_AI_REQUEST_MODEL, "quiet-model") in k]

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 
 from otelkit import semconv as sc
 from otelkit.exporters.sqlite._target import RowIds, resolve_writer
@@ -19,11 +19,12 @@ from otelkit.store.writer import to_json
 
 _log = logging.getLogger(__name__)
 
-_KIND = {kind: kind.name for kind in SpanKind}
-_STATUS = {code: code.name for code in StatusCode}
+_NO_USAGE: tuple[None, None, None, None] = (None, None, None, None)
 
 
 def _int_or_none(value: Any) -> int | None:
+    if value is None or type(value) is int:
+        return value
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -31,13 +32,13 @@ def _float_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _error_type(span: ReadableSpan, attrs: dict[str, Any]) -> str | None:
+def _error_type(status_code: StatusCode, attrs: dict[str, Any], events: Sequence[Any]) -> str | None:
     declared = attrs.get(sc.ERROR_TYPE)
     if declared is not None:
         return str(declared)
-    if span.status.status_code is not StatusCode.ERROR:
+    if status_code is not StatusCode.ERROR:
         return None
-    for event in span.events:
+    for event in events:
         if event.name == "exception" and event.attributes:
             found = event.attributes.get(sc.EXCEPTION_TYPE)
             if found is not None:
@@ -45,17 +46,15 @@ def _error_type(span: ReadableSpan, attrs: dict[str, Any]) -> str | None:
     return None
 
 
-def _links_json(span: ReadableSpan) -> str | None:
-    if not span.links:
-        return None
+def _links_json(links: Sequence[Any]) -> str:
     return to_json(
         [
             {
-                "trace_id": format(link.context.trace_id, "032x"),
-                "span_id": format(link.context.span_id, "016x"),
+                "trace_id": "%032x" % link.context.trace_id,
+                "span_id": "%016x" % link.context.span_id,
                 "attributes": dict(link.attributes or {}),
             }
-            for link in span.links
+            for link in links
         ]
     )
 
@@ -74,45 +73,55 @@ class SQLiteSpanExporter(SpanExporter):
         self._failed_once = False
         self._shutdown = False
 
-    def _row(self, span: ReadableSpan) -> tuple[Any, ...]:
+    def _row(self, span: ReadableSpan, events: Sequence[Any]) -> tuple[Any, ...]:
         ctx = span.context
         parent = span.parent
-        attrs = dict(span.attributes) if span.attributes else {}
+        raw = span.attributes
+        attrs: dict[str, Any] = raw.copy() if raw else {}  # type: ignore[attr-defined]
+        get = attrs.get
         resource_id, service = self._ids.resource(span.resource)
         status = span.status
-        trace_state = ctx.trace_state.to_header() if ctx.trace_state else None
-        op_type = sc.operation_type_of(attrs)
-        model = attrs.get(sc.GEN_AI_RESPONSE_MODEL) or attrs.get(sc.GEN_AI_REQUEST_MODEL)
-        provider = attrs.get(sc.GEN_AI_PROVIDER_NAME) or attrs.get(sc.GEN_AI_SYSTEM)
-        sample_rate = _float_or_none(attrs.get(sc.SAMPLE_RATE))
+        status_code = status.status_code
+        links = span.links
+        trace_state = ctx.trace_state
+        if attrs:
+            provider = get(sc.GEN_AI_PROVIDER_NAME) or get(sc.GEN_AI_SYSTEM)
+            model = get(sc.GEN_AI_RESPONSE_MODEL) or get(sc.GEN_AI_REQUEST_MODEL)
+            sample_rate = get(sc.SAMPLE_RATE)
+            usage = (
+                _int_or_none(get(sc.GEN_AI_USAGE_INPUT_TOKENS)),
+                _int_or_none(get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)),
+                _int_or_none(get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
+                _float_or_none(get(sc.GEN_AI_USAGE_COST)),
+            )
+        else:
+            provider = model = sample_rate = None
+            usage = _NO_USAGE
         return (
-            format(ctx.trace_id, "032x"),
-            format(ctx.span_id, "016x"),
-            format(parent.span_id, "016x") if parent is not None else None,
+            "%032x" % ctx.trace_id,
+            "%016x" % ctx.span_id,
+            "%016x" % parent.span_id if parent is not None else None,
             span.name,
-            _KIND[span.kind],
+            span.kind._name_,
             service,
             resource_id,
             self._ids.scope(span.instrumentation_scope),
             span.start_time,
             span.end_time,
-            _STATUS[status.status_code],
+            status_code._name_,
             status.description,
-            op_type,
+            sc.operation_type_of(attrs),
             str(provider) if provider is not None else None,
             str(model) if model is not None else None,
-            _int_or_none(attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS)),
-            _int_or_none(attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)),
-            _int_or_none(attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
-            _float_or_none(attrs.get(sc.GEN_AI_USAGE_COST)),
-            attrs.get(sc.COST_STATUS),
-            attrs.get(sc.SESSION_ID),
-            _error_type(span, attrs),
-            attrs.get(sc.ERROR_CATEGORY),
-            sample_rate if sample_rate is not None else 1.0,
-            trace_state or None,
+            *usage,
+            get(sc.COST_STATUS),
+            get(sc.SESSION_ID),
+            _error_type(status_code, attrs, events),
+            get(sc.ERROR_CATEGORY),
+            1.0 if sample_rate is None else _float_or_none(sample_rate) or 1.0,
+            trace_state.to_header() or None if trace_state else None,
             to_json(attrs),
-            _links_json(span),
+            _links_json(links) if links else None,
         )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -121,15 +130,16 @@ class SQLiteSpanExporter(SpanExporter):
         try:
             rows = []
             events = []
+            row_of = self._row
             for span in spans:
                 if span.end_time is None:
                     continue
-                rows.append(self._row(span))
-                if span.events:
-                    trace_id, span_id = rows[-1][0], rows[-1][1]
+                span_events = span.events
+                row = row_of(span, span_events)
+                rows.append(row)
+                if span_events:
                     events.extend(
-                        (trace_id, span_id, e.timestamp, e.name, to_json(dict(e.attributes or {})))
-                        for e in span.events
+                        (row[0], row[1], e.timestamp, e.name, to_json(dict(e.attributes or {}))) for e in span_events
                     )
             self._writer.write_spans(rows, events)
         except Exception as exc:  # the store must never raise into the SDK's worker

@@ -24,6 +24,7 @@ ENV_SQLITE_PATH = "OTELKIT_SQLITE_PATH"
 ENV_AUTOWRAP = "OTELKIT_AUTOWRAP"
 ENV_CAPTURE_CONTENT = "OTELKIT_CAPTURE_CONTENT"
 ENV_GENAI_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ENV_METRICS = "OTELKIT_METRICS"
 DEFAULT_SQLITE_PATH = "./otelkit.db"
 
 
@@ -46,6 +47,7 @@ class InstrumentationSettings:
 
     capture_content: bool = False
     autowrap: tuple[str, ...] = ()
+    metrics: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ def apply_environment(policy: Policy, environ: Mapping[str, str]) -> Policy:
     for name in (ENV_GENAI_CAPTURE_CONTENT, ENV_CAPTURE_CONTENT):
         if name in environ:
             inst = dataclasses.replace(inst, capture_content=_truthy(environ[name], name))
+    if ENV_METRICS in environ:
+        inst = dataclasses.replace(inst, metrics=_truthy(environ[ENV_METRICS], ENV_METRICS))
     if environ.get(ENV_AUTOWRAP):
         specs = tuple(s.strip() for s in environ[ENV_AUTOWRAP].split(",") if s.strip())
         inst = dataclasses.replace(inst, autowrap=inst.autowrap + specs)

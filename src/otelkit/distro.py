@@ -35,9 +35,28 @@ def span_processors(policy: Policy) -> list[SpanProcessor]:
     return [SessionSpanProcessor()]
 
 
+# Batching for the SQLite exporter when OTEL_BSP_* leave it open. Each export transaction
+# releases and retakes the GIL a few times, and under a CPU-busy application every retake can
+# wait a full switch interval (5 ms), so few large batches keep the exporter ahead of the
+# application where the SDK's 512-span batches and 2048-span queue would fall behind and drop.
+SQLITE_BATCH_DEFAULTS = {
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": ("max_export_batch_size", 4096),
+    "OTEL_BSP_MAX_QUEUE_SIZE": ("max_queue_size", 32768),
+}
+
+
+def _batch_processor(exporter: SpanExporter) -> SpanProcessor:
+    from otelkit.exporters.sqlite import SQLiteSpanExporter
+
+    options: dict[str, int] = {}
+    if isinstance(exporter, SQLiteSpanExporter):
+        options = {arg: value for env, (arg, value) in SQLITE_BATCH_DEFAULTS.items() if not os.environ.get(env)}
+    return BatchSpanProcessor(exporter, **options)
+
+
 def export_span_processor(policy: Policy) -> Callable[[SpanExporter], SpanProcessor]:
     """How each configured exporter is fed: the processor chain's last stage."""
-    return BatchSpanProcessor
+    return _batch_processor
 
 
 class OtelkitDistro(BaseDistro):  # type: ignore[misc]

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import threading
-from typing import Any, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from itertools import chain
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import orjson
 
 from otelkit.store.schema import connect_for_writing
 
@@ -40,17 +45,16 @@ _TRACE, _SPAN, _PARENT, _NAME = 0, 1, 2, 3
 _SERVICE, _START, _END, _STATUS, _SESSION = 5, 8, 9, 10, 20
 
 
-def _insert_sql(table: str, columns: Sequence[str], verb: str = "INSERT") -> str:
-    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-
-
-_SPAN_INSERT = _insert_sql("spans", SPAN_COLUMNS, "INSERT OR IGNORE")
-_EVENT_INSERT = _insert_sql("span_events", EVENT_COLUMNS)
-_METRIC_INSERT = _insert_sql("metric_points", METRIC_COLUMNS)
-_LOG_INSERT = _insert_sql("log_records", LOG_COLUMNS)
-_TRACE_UPSERT = """
-INSERT INTO traces (trace_id, start_ns, end_ns, span_count, error_count, root_name, service_name, session_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+_SPAN_PREFIX = f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES "
+_SPAN_INSERT = _SPAN_PREFIX + "(" + ", ".join("?" * len(SPAN_COLUMNS)) + ")"
+_EVENT_PREFIX = f"INSERT INTO span_events ({', '.join(EVENT_COLUMNS)}) VALUES "
+_METRIC_PREFIX = f"INSERT INTO metric_points ({', '.join(METRIC_COLUMNS)}) VALUES "
+_LOG_PREFIX = f"INSERT INTO log_records ({', '.join(LOG_COLUMNS)}) VALUES "
+_TRACE_PREFIX = (
+    "INSERT INTO traces (trace_id, start_ns, end_ns, span_count, error_count, root_name, service_name, session_id) "
+    "VALUES "
+)
+_TRACE_CONFLICT = """
 ON CONFLICT (trace_id) DO UPDATE SET
     start_ns = min(start_ns, excluded.start_ns),
     end_ns = max(end_ns, excluded.end_ns),
@@ -61,16 +65,65 @@ ON CONFLICT (trace_id) DO UPDATE SET
                         ELSE coalesce(service_name, excluded.service_name) END,
     session_id = coalesce(session_id, excluded.session_id)
 """
+_MAX_CHUNK = 1024
+
+
+def _chunks(count: int, width: int, limit: int) -> Iterator[int]:
+    """Power-of-two chunk sizes covering ``count`` rows, each within SQLite's variable limit.
+
+    Whole chunks become one multi-row statement each: SQLite then works on the whole chunk in
+    one call with the GIL released (``executemany`` releases and retakes it per row, and each
+    retake can wait a full switch interval behind a busy application thread). Power-of-two
+    sizes keep the number of distinct statements, and so of cached prepared ones, small.
+    """
+    largest = min(_MAX_CHUNK, 1 << max(0, (limit // width).bit_length() - 1))
+    while count:
+        size = largest
+        while size > count:
+            size >>= 1
+        yield size
+        count -= size
+
+
+def _insert_rows(conn: sqlite3.Connection, prefix: str, width: int, rows: Sequence[Sequence[Any]], suffix: str = "") -> int:
+    """Insert ``rows`` with multi-row statements; returns how many rows were stored."""
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    placeholders = "(" + ", ".join("?" * width) + ")"
+    stored = 0
+    start = 0
+    for size in _chunks(len(rows), width, limit):
+        sql = prefix + ", ".join([placeholders] * size) + suffix
+        stored += conn.execute(sql, list(chain.from_iterable(rows[start : start + size]))).rowcount
+        start += size
+    return stored
+
+
+_encode_lenient = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None (JSON cannot hold them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def to_json(value: Mapping[str, Any] | Sequence[Any] | None) -> str:
-    """Compact JSON for attribute maps; non-JSON values (bytes, objects) become strings."""
+    """Compact JSON for attribute maps, on every span's path, so orjson (about 10x the stdlib).
+
+    What orjson refuses (integers beyond 64 bits, odd key types) goes through the stdlib, with
+    unknown objects as strings; NaN and infinities become null, as JSON has no spelling for them.
+    """
     if not value:
-        return "{}" if not isinstance(value, (list, tuple)) else "[]"
+        return "[]" if isinstance(value, (list, tuple)) else "{}"
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        return orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return _encode_lenient(_finite(value))
 
 
 def _fold_traces(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
@@ -157,57 +210,54 @@ class StoreWriter:
                 (name, version, attrs_json),
             )
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (``BEGIN IMMEDIATE``) so waiting honours the busy timeout."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     def write_spans(self, rows: Sequence[Sequence[Any]], events: Sequence[Sequence[Any]] = ()) -> int:
         """Store spans and their events in one transaction; returns how many spans were new."""
         if not rows:
             return 0
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                inserted = conn.executemany(_SPAN_INSERT, rows).rowcount
-                if inserted != len(rows):
-                    # Some spans were stored before (a retried delivery): redo the batch row
-                    # by row so the trace summary and events count only the new ones.
-                    conn.execute("ROLLBACK")
-                    conn.execute("BEGIN IMMEDIATE")
-                    rows = [row for row in rows if conn.execute(_SPAN_INSERT, row).rowcount == 1]
-                    fresh = {(row[_TRACE], row[_SPAN]) for row in rows}
-                    events = [e for e in events if (e[0], e[1]) in fresh]
-                    inserted = len(rows)
-                if events:
-                    conn.executemany(_EVENT_INSERT, events)
-                if rows:
-                    conn.executemany(_TRACE_UPSERT, _fold_traces(rows))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return inserted
+        with self._transaction() as conn:
+            inserted = _insert_rows(conn, _SPAN_PREFIX, len(SPAN_COLUMNS), rows)
+            if inserted != len(rows):
+                # Some spans were stored before (a retried delivery): redo the batch row by
+                # row so the trace summary and events count only the new ones.
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                rows = [row for row in rows if conn.execute(_SPAN_INSERT, row).rowcount == 1]
+                fresh = {(row[_TRACE], row[_SPAN]) for row in rows}
+                events = [e for e in events if (e[0], e[1]) in fresh]
+                inserted = len(rows)
+            if events:
+                _insert_rows(conn, _EVENT_PREFIX, len(EVENT_COLUMNS), events)
+            if rows:
+                _insert_rows(conn, _TRACE_PREFIX, 8, _fold_traces(rows), _TRACE_CONFLICT)
+        return inserted
 
-    def _write_plain(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        if not rows:
-            return 0
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return len(rows)
+    def _write_plain(self, prefix: str, width: int, rows: Sequence[Sequence[Any]]) -> int:
+        if rows:
+            with self._transaction() as conn:
+                _insert_rows(conn, prefix, width, rows)
+        return len(rows)
 
     def write_metric_points(self, rows: Sequence[Sequence[Any]]) -> int:
         """Store metric data points (see :data:`METRIC_COLUMNS`) in one transaction."""
-        return self._write_plain(_METRIC_INSERT, rows)
+        return self._write_plain(_METRIC_PREFIX, len(METRIC_COLUMNS), rows)
 
     def write_log_records(self, rows: Sequence[Sequence[Any]]) -> int:
         """Store log records (see :data:`LOG_COLUMNS`) in one transaction."""
-        return self._write_plain(_LOG_INSERT, rows)
+        return self._write_plain(_LOG_PREFIX, len(LOG_COLUMNS), rows)
 
     def close(self) -> None:
         """Close this process's connection; later writes reopen it."""
