@@ -41,9 +41,13 @@ LOG_COLUMNS: tuple[str, ...] = (
     "session_id", "attributes",
 )  # fmt: skip
 
-_TRACE, _SPAN, _PARENT, _NAME = 0, 1, 2, 3
-_SERVICE, _START, _END, _STATUS, _SESSION = 5, 8, 9, 10, 20
-
+_TRACE, _SPAN, _PARENT, _NAME, _SERVICE, _START, _END, _STATUS, _SESSION = (
+    SPAN_COLUMNS.index(name)
+    for name in (
+        "trace_id", "span_id", "parent_span_id", "name", "service_name", "start_ns", "end_ns",
+        "status_code", "session_id",
+    )
+)  # fmt: skip
 
 _SPAN_PREFIX = f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES "
 _SPAN_INSERT = _SPAN_PREFIX + "(" + ", ".join("?" * len(SPAN_COLUMNS)) + ")"
