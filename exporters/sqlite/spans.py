@@ -21,7 +21,6 @@ _log = logging.getLogger(__name__)
 
 _NO_USAGE: tuple[None, None, None, None] = (None, None, None, None)
 
-
 def _int_or_none(value: Any) -> int | None:
     if value is None or type(value) is int:
         return value
@@ -124,24 +123,28 @@ class SQLiteSpanExporter(SpanExporter):
             _links_json(links) if links else None,
         )
 
+    def _convert(self, spans: Sequence[ReadableSpan]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Store rows for finished spans and their events."""
+        rows = []
+        events = []
+        row_of = self._row
+        for span in spans:
+            if span.end_time is None:
+                continue
+            span_events = span.events
+            row = row_of(span, span_events)
+            rows.append(row)
+            if span_events:
+                events.extend(
+                    (row[0], row[1], e.timestamp, e.name, to_json(dict(e.attributes or {}))) for e in span_events
+                )
+        return rows, events
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
         try:
-            rows = []
-            events = []
-            row_of = self._row
-            for span in spans:
-                if span.end_time is None:
-                    continue
-                span_events = span.events
-                row = row_of(span, span_events)
-                rows.append(row)
-                if span_events:
-                    events.extend(
-                        (row[0], row[1], e.timestamp, e.name, to_json(dict(e.attributes or {}))) for e in span_events
-                    )
-            self._writer.write_spans(rows, events)
+            self._writer.write_spans(*self._convert(spans))
         except Exception as exc:  # the store must never raise into the SDK's worker
             if not self._failed_once:
                 _log.error("otelkit: could not write %d spans to %s: %s", len(spans), self.path, exc)

@@ -3,7 +3,7 @@
 Rows are plain tuples in the column order below, so every producer (the SDK exporters, the
 OTLP receiver) converts once and shares this write path. Spans are inserted with
 ``INSERT OR IGNORE`` on ``(start_ns, span_id)`` so a re-delivered batch stores nothing twice,
-and the per-trace summary in ``traces`` is folded from the rows that were actually new.
+and SQLite folds the per-trace summary in ``traces`` from the rows that were actually new.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from itertools import chain
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import orjson
 
@@ -41,24 +41,20 @@ LOG_COLUMNS: tuple[str, ...] = (
     "session_id", "attributes",
 )  # fmt: skip
 
-_TRACE, _SPAN, _PARENT, _NAME, _SERVICE, _START, _END, _STATUS, _SESSION = (
-    SPAN_COLUMNS.index(name)
-    for name in (
-        "trace_id", "span_id", "parent_span_id", "name", "service_name", "start_ns", "end_ns",
-        "status_code", "session_id",
-    )
-)  # fmt: skip
 
 _SPAN_PREFIX = f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES "
-_SPAN_INSERT = _SPAN_PREFIX + "(" + ", ".join("?" * len(SPAN_COLUMNS)) + ")"
 _EVENT_PREFIX = f"INSERT INTO span_events ({', '.join(EVENT_COLUMNS)}) VALUES "
 _METRIC_PREFIX = f"INSERT INTO metric_points ({', '.join(METRIC_COLUMNS)}) VALUES "
 _LOG_PREFIX = f"INSERT INTO log_records ({', '.join(LOG_COLUMNS)}) VALUES "
-_TRACE_PREFIX = (
-    "INSERT INTO traces (trace_id, start_ns, end_ns, span_count, error_count, root_name, service_name, session_id) "
-    "VALUES "
-)
-_TRACE_CONFLICT = """
+# The trace summary is folded by SQLite from the rows this transaction added (their ids are
+# above the largest id before it), so spans that were ignored as already stored never count.
+_TRACE_FROM_NEW_SPANS = """
+INSERT INTO traces (trace_id, start_ns, end_ns, span_count, error_count, root_name, service_name, session_id)
+SELECT trace_id, min(start_ns), max(end_ns), count(*), sum(status_code = 'ERROR'),
+       max(CASE WHEN parent_span_id IS NULL THEN name END),
+       coalesce(max(CASE WHEN parent_span_id IS NULL THEN service_name END), max(service_name)),
+       max(session_id)
+FROM spans WHERE id > ? GROUP BY trace_id
 ON CONFLICT (trace_id) DO UPDATE SET
     start_ns = min(start_ns, excluded.start_ns),
     end_ns = max(end_ns, excluded.end_ns),
@@ -128,32 +124,6 @@ def to_json(value: Mapping[str, Any] | Sequence[Any] | None) -> str:
         return orjson.dumps(value).decode()
     except (TypeError, orjson.JSONEncodeError):
         return _encode_lenient(_finite(value))
-
-
-def _fold_traces(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
-    """One summary row per trace in the batch, merged into ``traces`` by the upsert."""
-    folded: dict[str, list[Any]] = {}
-    for row in rows:
-        entry = folded.get(row[_TRACE])
-        is_root = row[_PARENT] is None
-        errors = 1 if row[_STATUS] == "ERROR" else 0
-        if entry is None:
-            folded[row[_TRACE]] = [
-                row[_TRACE], row[_START], row[_END], 1, errors,
-                row[_NAME] if is_root else None, row[_SERVICE], row[_SESSION],
-            ]  # fmt: skip
-            continue
-        if row[_START] < entry[1]:
-            entry[1] = row[_START]
-        if row[_END] > entry[2]:
-            entry[2] = row[_END]
-        entry[3] += 1
-        entry[4] += errors
-        if is_root:
-            entry[5], entry[6] = row[_NAME], row[_SERVICE]
-        if entry[7] is None:
-            entry[7] = row[_SESSION]
-    return [tuple(entry) for entry in folded.values()]
 
 
 class StoreWriter:
@@ -233,20 +203,17 @@ class StoreWriter:
         if not rows:
             return 0
         with self._transaction() as conn:
+            floor = conn.execute("SELECT coalesce(max(id), 0) FROM spans").fetchone()[0]
             inserted = _insert_rows(conn, _SPAN_PREFIX, len(SPAN_COLUMNS), rows)
-            if inserted != len(rows):
-                # Some spans were stored before (a retried delivery): redo the batch row by
-                # row so the trace summary and events count only the new ones.
-                conn.execute("ROLLBACK")
-                conn.execute("BEGIN IMMEDIATE")
-                rows = [row for row in rows if conn.execute(_SPAN_INSERT, row).rowcount == 1]
-                fresh = {(row[_TRACE], row[_SPAN]) for row in rows}
-                events = [e for e in events if (e[0], e[1]) in fresh]
-                inserted = len(rows)
+            if inserted != len(rows) and events:
+                # Some spans were stored before (a retried delivery): keep only the events of
+                # the spans this batch added.
+                new_spans = set(conn.execute("SELECT trace_id, span_id FROM spans WHERE id > ?", (floor,)))
+                events = [e for e in events if (e[0], e[1]) in new_spans]
             if events:
                 _insert_rows(conn, _EVENT_PREFIX, len(EVENT_COLUMNS), events)
-            if rows:
-                _insert_rows(conn, _TRACE_PREFIX, 8, _fold_traces(rows), _TRACE_CONFLICT)
+            if inserted:
+                conn.execute(_TRACE_FROM_NEW_SPANS, (floor,))
         return inserted
 
     def _write_plain(self, prefix: str, width: int, rows: Sequence[Sequence[Any]]) -> int:
