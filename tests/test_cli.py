@@ -26,8 +26,8 @@ def span_row(span: int, start: int, duration_ms: int, name: str, op_type: str | 
     values: dict[str, Any] = dict.fromkeys(SPAN_COLUMNS)
     values.update(
         trace_id=f"{span:032x}", span_id=f"{span:016x}", name=name, kind="INTERNAL", start_ns=start,
-        end_ns=start + duration_ms * 1_000_000, status_code=status, operation_type=op_type, sample_rate=1.0,
-        attributes="{}",
+        end_ns=start + duration_ms * 1_000_000, status_code=status,
+        attributes=json.dumps({"otelkit.operation.type": op_type} if op_type else {}),
     )
     return tuple(values[c] for c in SPAN_COLUMNS)
 

@@ -32,8 +32,8 @@ def span_row(trace: int, span: int, start: int, duration: int, *, name: str, op_
     values: dict[str, Any] = dict.fromkeys(SPAN_COLUMNS)
     values.update(
         trace_id=f"{trace:032x}", span_id=f"{span:016x}", name=name, kind="INTERNAL", service_name="svc",
-        start_ns=start, end_ns=start + duration, status_code=status, operation_type=op_type,
-        session_id=session, sample_rate=1.0, attributes="{}",
+        start_ns=start, end_ns=start + duration, status_code=status,
+        attributes=json.dumps({k: v for k, v in (("otelkit.operation.type", op_type), ("session.id", session)) if v}),
     )
     return tuple(values[c] for c in SPAN_COLUMNS)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -22,7 +23,7 @@ def span_row(trace: int, span: int, start: int, *, parent: int | None = None, na
     values.update(
         trace_id=f"{trace:032x}", span_id=f"{span:016x}", parent_span_id=None if parent is None else f"{parent:016x}",
         name=name, kind="INTERNAL", service_name=service, start_ns=start, end_ns=start + 1000,
-        status_code=status, session_id=session, sample_rate=1.0, attributes="{}",
+        status_code=status, attributes=json.dumps({"session.id": session} if session else {}),
     )
     return tuple(values[c] for c in SPAN_COLUMNS)
 

@@ -19,17 +19,7 @@ from otelkit.store.writer import to_json
 
 _log = logging.getLogger(__name__)
 
-_NO_ATTRIBUTES: tuple[None, ...] = (None,) * 9  # operation_type .. session_id, for spans without attributes
 _UNSEEN = object()
-
-def _int_or_none(value: Any) -> int | None:
-    if value is None or type(value) is int:
-        return value
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _float_or_none(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _exception_type(events: Sequence[Any]) -> str | None:
@@ -73,8 +63,10 @@ class SQLiteSpanExporter(SpanExporter):
         """Store rows (in ``SPAN_COLUMNS`` order) for the finished spans, and their events' rows.
 
         One flat loop: this is every span's cost, and on a slow core each helper call is a
-        noticeable share of it. A batch's spans nearly always share one resource and scope,
-        so their row ids are looked up only when the object changes.
+        noticeable share of it. The columns reports filter on (operation type, model, tokens,
+        cost, session...) are not converted here: SQLite derives them from the attributes JSON.
+        A batch's spans nearly always share one resource and scope, so their row ids are looked
+        up only when the object changes.
         """
         rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
@@ -104,29 +96,10 @@ class SQLiteSpanExporter(SpanExporter):
             raw = span.attributes
             if raw:
                 attrs: dict[str, Any] = raw.copy()  # type: ignore[attr-defined]
-                get = attrs.get
-                provider = get(sc.GEN_AI_PROVIDER_NAME) or get(sc.GEN_AI_SYSTEM)
-                model = get(sc.GEN_AI_RESPONSE_MODEL) or get(sc.GEN_AI_REQUEST_MODEL)
-                sample_rate = get(sc.SAMPLE_RATE)
-                error_type = get(sc.ERROR_TYPE)
-                head = (
-                    sc.operation_type_of(attrs),
-                    None if provider is None else str(provider),
-                    None if model is None else str(model),
-                    _int_or_none(get(sc.GEN_AI_USAGE_INPUT_TOKENS)),
-                    _int_or_none(get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)),
-                    _int_or_none(get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
-                    _float_or_none(get(sc.GEN_AI_USAGE_COST)),
-                    get(sc.COST_STATUS),
-                    get(sc.SESSION_ID),
-                )
-                error_category = get(sc.ERROR_CATEGORY)
-                rate = 1.0 if sample_rate is None else _float_or_none(sample_rate) or 1.0
+                error_type = attrs.get(sc.ERROR_TYPE)
                 attrs_json = to_json(attrs)
             else:
-                head = _NO_ATTRIBUTES
-                error_type = error_category = None
-                rate = 1.0
+                error_type = None
                 attrs_json = "{}"
             if error_type is not None:
                 error_type = str(error_type)
@@ -138,7 +111,7 @@ class SQLiteSpanExporter(SpanExporter):
                 (
                     trace_id, span_id, None if parent is None else "%016x" % parent.span_id, span.name,
                     span.kind._name_, service, resource_id, scope_id, span.start_time, end_time,
-                    status_code._name_, status.description, *head, error_type, error_category, rate,
+                    status_code._name_, status.description, error_type,
                     (trace_state.to_header() or None) if trace_state else None, attrs_json,
                     _links_json(links) if links else None,
                 )

@@ -13,6 +13,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from otelkit import semconv as sc
+
 APPLICATION_ID = 0x6F746B31  # "otk1": identifies an otelkit store among SQLite files
 SCHEMA_VERSION = 1
 
@@ -21,7 +23,7 @@ class StoreError(RuntimeError):
     """The file cannot be used as an otelkit store; the message is one line."""
 
 
-_V1 = """
+_V1_TEMPLATE = """
 CREATE TABLE resources (
     id           INTEGER PRIMARY KEY,
     fingerprint  TEXT NOT NULL UNIQUE,
@@ -50,21 +52,21 @@ CREATE TABLE spans (
     duration_ns       INTEGER GENERATED ALWAYS AS (end_ns - start_ns) VIRTUAL,
     status_code       TEXT NOT NULL,
     status_message    TEXT,
-    operation_type    TEXT,
-    provider          TEXT,
-    model             TEXT,
-    input_tokens      INTEGER,
-    output_tokens     INTEGER,
-    cache_read_tokens INTEGER,
-    cost_usd          REAL,
-    cost_status       TEXT,
-    session_id        TEXT,
     error_type        TEXT,
-    error_category    TEXT,
-    sample_rate       REAL NOT NULL DEFAULT 1.0,
     trace_state       TEXT,
-    attributes        TEXT NOT NULL DEFAULT '{}',
-    links             TEXT
+    attributes        TEXT NOT NULL DEFAULT '{{}}',
+    links             TEXT,
+    operation_type    TEXT GENERATED ALWAYS AS ({operation_type}) VIRTUAL,
+    provider          TEXT GENERATED ALWAYS AS ({provider}) VIRTUAL,
+    model             TEXT GENERATED ALWAYS AS ({model}) VIRTUAL,
+    input_tokens      INTEGER GENERATED ALWAYS AS ({input_tokens}) VIRTUAL,
+    output_tokens     INTEGER GENERATED ALWAYS AS ({output_tokens}) VIRTUAL,
+    cache_read_tokens INTEGER GENERATED ALWAYS AS ({cache_read_tokens}) VIRTUAL,
+    cost_usd          REAL GENERATED ALWAYS AS ({cost_usd}) VIRTUAL,
+    cost_status       TEXT GENERATED ALWAYS AS ({cost_status}) VIRTUAL,
+    session_id        TEXT GENERATED ALWAYS AS ({session_id}) VIRTUAL,
+    error_category    TEXT GENERATED ALWAYS AS ({error_category}) VIRTUAL,
+    sample_rate       REAL GENERATED ALWAYS AS ({sample_rate}) VIRTUAL
 );
 CREATE UNIQUE INDEX spans_by_start ON spans (start_ns, span_id);
 CREATE TABLE span_events (
@@ -73,7 +75,7 @@ CREATE TABLE span_events (
     span_id    TEXT NOT NULL,
     time_ns    INTEGER NOT NULL,
     name       TEXT NOT NULL,
-    attributes TEXT NOT NULL DEFAULT '{}'
+    attributes TEXT NOT NULL DEFAULT '{{}}'
 );
 CREATE INDEX span_events_by_span ON span_events (span_id);
 CREATE TABLE traces (
@@ -100,7 +102,7 @@ CREATE TABLE metric_points (
     scope_id      INTEGER,
     start_ns      INTEGER,
     time_ns       INTEGER NOT NULL,
-    attributes    TEXT NOT NULL DEFAULT '{}',
+    attributes    TEXT NOT NULL DEFAULT '{{}}',
     value         REAL,
     count         INTEGER,
     sum           REAL,
@@ -124,10 +126,37 @@ CREATE TABLE log_records (
     resource_id      INTEGER,
     scope_id         INTEGER,
     session_id       TEXT,
-    attributes       TEXT NOT NULL DEFAULT '{}'
+    attributes       TEXT NOT NULL DEFAULT '{{}}'
 );
 CREATE INDEX log_records_by_time ON log_records (observed_time_ns);
 """
+
+
+
+def _attribute(key: str) -> str:
+    return f"json_extract(attributes, '$.\"{key}\"')"
+
+
+# The columns reports filter on are computed by SQLite from the attributes JSON when read
+# (VIRTUAL: nothing extra is stored or converted per span on the write path). The operation
+# type of spans from other GenAI instrumentations follows sc.GEN_AI_OPERATION_TYPES as it was
+# when the store was created; changing that mapping needs a migration.
+_DERIVED = {
+    "operation_type": f"coalesce({_attribute(sc.OPERATION_TYPE)}, CASE {_attribute(sc.GEN_AI_OPERATION_NAME)} "
+    + " ".join(f"WHEN '{name}' THEN '{kind.value}'" for name, kind in sc.GEN_AI_OPERATION_TYPES.items())
+    + " END)",
+    "provider": f"coalesce({_attribute(sc.GEN_AI_PROVIDER_NAME)}, {_attribute(sc.GEN_AI_SYSTEM)})",
+    "model": f"coalesce({_attribute(sc.GEN_AI_RESPONSE_MODEL)}, {_attribute(sc.GEN_AI_REQUEST_MODEL)})",
+    "input_tokens": _attribute(sc.GEN_AI_USAGE_INPUT_TOKENS),
+    "output_tokens": _attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS),
+    "cache_read_tokens": _attribute(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+    "cost_usd": _attribute(sc.GEN_AI_USAGE_COST),
+    "cost_status": _attribute(sc.COST_STATUS),
+    "session_id": _attribute(sc.SESSION_ID),
+    "error_category": _attribute(sc.ERROR_CATEGORY),
+    "sample_rate": f"coalesce({_attribute(sc.SAMPLE_RATE)}, 1.0)",
+}
+_V1 = _V1_TEMPLATE.format(**_DERIVED)
 
 # MIGRATIONS[v] takes a store at version v to v + 1; version 0 is a new, empty file.
 MIGRATIONS: dict[int, str] = {0: _V1}

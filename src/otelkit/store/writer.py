@@ -24,10 +24,8 @@ from otelkit.store.schema import connect_for_writing
 
 SPAN_COLUMNS: tuple[str, ...] = (
     "trace_id", "span_id", "parent_span_id", "name", "kind", "service_name", "resource_id",
-    "scope_id", "start_ns", "end_ns", "status_code", "status_message", "operation_type",
-    "provider", "model", "input_tokens", "output_tokens", "cache_read_tokens", "cost_usd",
-    "cost_status", "session_id", "error_type", "error_category", "sample_rate", "trace_state",
-    "attributes", "links",
+    "scope_id", "start_ns", "end_ns", "status_code", "status_message", "error_type",
+    "trace_state", "attributes", "links",
 )  # fmt: skip
 EVENT_COLUMNS: tuple[str, ...] = ("trace_id", "span_id", "time_ns", "name", "attributes")
 METRIC_COLUMNS: tuple[str, ...] = (
