@@ -46,7 +46,12 @@ FAILED_TRACE_EVERY = 25
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=positive_int, default=200_000, help="spans to export (default 200k)")
-    parser.add_argument("--batch", type=positive_int, default=512, help="spans per export() call (default 512)")
+    parser.add_argument(
+        "--batch",
+        type=positive_int,
+        default=4096,
+        help="spans per export() call (default 4096: what otelkit.distro's BatchSpanProcessor feeds this exporter)",
+    )
     parser.add_argument(
         "--prefill",
         type=non_negative_int,
