@@ -17,14 +17,34 @@ from otelkit.config import current_policy
 
 _meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE)
 
+# Bucket boundaries: the SDK's default ones suit milliseconds, and these instruments are in
+# seconds and tokens. Durations use the GenAI conventions' boundaries, extended below 10 ms
+# for the fast steps, templates and conditions of a pipeline; tokens use powers of 4.
+DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56,
+    5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+TOKEN_BUCKETS: tuple[float, ...] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+
 operation_duration = _meter.create_histogram(
-    sc.METRIC_OPERATION_DURATION, unit="s", description="Duration of otelkit operations by type, name and outcome"
+    sc.METRIC_OPERATION_DURATION,
+    unit="s",
+    description="Duration of otelkit operations by type, name and outcome",
+    explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
 )
 gen_ai_token_usage = _meter.create_histogram(
-    sc.METRIC_GEN_AI_TOKEN_USAGE, unit="{token}", description="Tokens used per GenAI operation"
+    sc.METRIC_GEN_AI_TOKEN_USAGE,
+    unit="{token}",
+    description="Tokens used per GenAI operation",
+    explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
 )
 gen_ai_operation_duration = _meter.create_histogram(
-    sc.METRIC_GEN_AI_OPERATION_DURATION, unit="s", description="Duration of GenAI operations"
+    sc.METRIC_GEN_AI_OPERATION_DURATION,
+    unit="s",
+    description="Duration of GenAI operations",
+    explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
 )
 gen_ai_cost = _meter.create_counter(sc.METRIC_GEN_AI_COST, unit="USD", description="Cost of GenAI operations")
 

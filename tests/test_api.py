@@ -313,6 +313,10 @@ def test_duration_histogram_per_type_name_outcome(spans: InMemorySpanExporter, m
     ok = points[frozenset({sc.OPERATION_TYPE: "step", sc.OPERATION_NAME: "metric-step", sc.OPERATION_OUTCOME: "success"}.items())]
     bad = points[frozenset({sc.OPERATION_TYPE: "step", sc.OPERATION_NAME: "metric-step", sc.OPERATION_OUTCOME: "error"}.items())]
     assert ok.count == 2 and bad.count == 1
+    from otelkit.instrumentation.metrics import DURATION_BUCKETS_S
+
+    assert tuple(ok.explicit_bounds) == DURATION_BUCKETS_S
+    assert sum(ok.bucket_counts[: DURATION_BUCKETS_S.index(0.01) + 1]) == 2  # sub-10 ms steps, finely bucketed
 
 
 def test_token_and_cost_metrics(spans: InMemorySpanExporter, metric_reader: InMemoryMetricReader) -> None:
