@@ -21,6 +21,7 @@ from opentelemetry import baggage, context, trace
 from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
 
 from otelkit import semconv as sc
+from otelkit.instrumentation import durations
 from otelkit.instrumentation import metrics as m
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,7 +90,7 @@ class Operation:
         if m.recording():
             outcome = sc.OUTCOME_ERROR if failed else sc.OUTCOME_SUCCESS
             duration_s = (end_ns - self._start_ns) / 1e9
-            m.operation_duration.record(duration_s, m.operation_attributes(self.op_type, self.name, outcome))
+            durations.record(self.op_type, self.name, outcome, duration_s)
             self._record_metrics(duration_s, failed)
 
     def _record_metrics(self, duration_s: float, failed: bool) -> None:

@@ -70,8 +70,10 @@ def test_autowrap_traces_unmodified_program_into_sqlite(program: Path, subproces
     assert {s[1] for s in spans} == {"function"} and {s[4] for s in spans} == {"jobs-app"}
     root = next(s for s in spans if s[0] == "jobs.run_all")
     assert root[3] is None and all(s[3] == root[2] for s in spans if s is not root)
-    metrics = conn.execute("SELECT count(*) FROM metric_points WHERE name = 'otelkit.operation.duration'").fetchone()
-    assert metrics[0] >= 1
+    durations = conn.execute(
+        "SELECT sum(count) FROM metric_points WHERE name = 'otelkit.operation.duration' AND kind = 'histogram'"
+    ).fetchone()
+    assert durations[0] == 5
 
 
 def test_exit_code_and_explicit_exporter_flag(program: Path, subprocess_env: dict[str, str]) -> None:

@@ -79,3 +79,8 @@ class OtelkitConfigurator(_OTelSDKConfigurator):
         kwargs.setdefault("span_processors", span_processors(policy))
         kwargs.setdefault("export_span_processor", export_span_processor(policy))
         super()._configure(**kwargs)
+        from opentelemetry import metrics
+
+        from otelkit.instrumentation import durations
+
+        durations.attach(metrics.get_meter_provider())
