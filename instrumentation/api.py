@@ -27,7 +27,22 @@ from otelkit.instrumentation import metrics as m
 F = TypeVar("F", bound=Callable[..., Any])
 
 _log = logging.getLogger(__name__)
-_tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE)
+_tracer: trace.Tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE)
+_resolved = not isinstance(_tracer, trace.ProxyTracer)
+
+
+def _resolve_tracer() -> trace.Tracer:
+    """The SDK's tracer once a global provider is set (it can be set only once), else the proxy.
+
+    Calling the real tracer directly saves the proxy's indirection on every operation.
+    """
+    global _tracer, _resolved
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        _tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE)
+        _resolved = True
+    return _tracer
+
+
 _current: contextvars.ContextVar["Operation | None"] = contextvars.ContextVar("otelkit_operation", default=None)
 _warned: set[str] = set()
 
@@ -203,7 +218,8 @@ class _OperationSpec:
     def _start(self) -> Operation | None:
         try:
             start_ns = time.time_ns()
-            span = _tracer.start_span(self.span_name, kind=self.kind, attributes=self.attributes, start_time=start_ns)
+            tracer = _tracer if _resolved else _resolve_tracer()
+            span = tracer.start_span(self.span_name, kind=self.kind, attributes=self.attributes, start_time=start_ns)
             session_id = baggage.get_baggage(sc.BAGGAGE_SESSION_ID)
             if session_id is not None:
                 span.set_attribute(sc.SESSION_ID, str(session_id))

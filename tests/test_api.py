@@ -345,3 +345,38 @@ def test_metrics_switch_off_records_no_metrics(
     durations = _points(metric_reader, sc.METRIC_OPERATION_DURATION)
     assert not [k for k in durations if (sc.OPERATION_NAME, "quiet-step") in k]
     assert not [k for k in _points(metric_reader, sc.METRIC_GEN_AI_TOKEN_USAGE) if (sc.GEN_AI_REQUEST_MODEL, "quiet-model") in k]
+
+
+def test_operations_before_and_after_a_provider_is_set() -> None:
+    """Spans started before any provider exists are no-ops; once one is set, they record."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import otelkit
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        with otelkit.step("early") as early:
+            assert not early.span.is_recording()
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        with otelkit.step("late"):
+            pass
+        from otelkit.instrumentation import api
+        resolved = api._tracer
+        with otelkit.step("later"):
+            pass
+        assert api._tracer is resolved and not isinstance(resolved, trace.ProxyTracer)
+        print([s.name for s in exporter.get_finished_spans()])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['late', 'later']"
