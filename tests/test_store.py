@@ -1,4 +1,4 @@
-"""The SQLite store: schema identity and versioning, batched writes, dedup, traces, concurrency."""
+"""The SQLite store: schema identity and versioning, batched writes, dedup, indexes, concurrency."""
 
 from __future__ import annotations
 
@@ -72,33 +72,28 @@ def test_redelivered_batch_stores_nothing_twice(tmp_path: Path) -> None:
     assert writer.write_spans(mixed, [(f"{7:032x}", f"{10:016x}", 201, "e", "{}"), (f"{7:032x}", f"{2:016x}", 102, "dup", "{}")]) == 1
     conn = connect_for_reading(str(tmp_path / "d.db"))
     assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == 6
-    assert conn.execute("SELECT span_count FROM traces").fetchone()[0] == 6
+    assert conn.execute("SELECT count(*) FROM spans WHERE trace_id = ?", (f"{7:032x}",)).fetchone()[0] == 6
     assert [r[0] for r in conn.execute("SELECT name FROM span_events")] == ["e"]
 
 
-def test_trace_summary_merges_batches(tmp_path: Path) -> None:
-    writer = StoreWriter(str(tmp_path / "t.db"))
-    writer.write_spans([span_row(9, 2, 500, parent=1, name="child", status="ERROR", session="s1", service="worker")])
-    writer.write_spans([span_row(9, 1, 100, name="root", service="api"), span_row(9, 3, 900, parent=1)])
-    row = connect_for_reading(str(tmp_path / "t.db")).execute(
-        "SELECT start_ns, end_ns, span_count, error_count, root_name, service_name, session_id FROM traces"
-    ).fetchone()
-    assert row == (100, 1900, 3, 1, "root", "api", "s1")
-
-
-def test_trace_lookup_through_traces_table(tmp_path: Path) -> None:
+def test_trace_lookup_by_id_uses_the_time_index_when_given_a_window(tmp_path: Path) -> None:
     writer = StoreWriter(str(tmp_path / "l.db"))
     writer.write_spans([span_row(t, s, t * 1000 + s) for t in range(1, 20) for s in range(4)])
+    writer.write_spans([span_row(5, 99, 5_050)])
     conn = connect_for_reading(str(tmp_path / "l.db"))
-    rows = conn.execute(
-        "SELECT s.span_id FROM traces t JOIN spans s ON s.start_ns BETWEEN t.start_ns AND t.end_ns "
-        "AND s.trace_id = t.trace_id WHERE t.trace_id = ?", (f"{5:032x}",)
-    ).fetchall()
-    assert sorted(r[0] for r in rows) == [f"{s:016x}" for s in range(4)]
-    plan = " ".join(str(r) for r in conn.execute(
-        "EXPLAIN QUERY PLAN SELECT s.span_id FROM traces t JOIN spans s ON s.start_ns BETWEEN t.start_ns "
-        "AND t.end_ns AND s.trace_id = t.trace_id WHERE t.trace_id = 'x'"))
-    assert "spans_by_start" in plan and "SCAN s" not in plan
+    query = "SELECT span_id FROM spans WHERE trace_id = ? AND start_ns BETWEEN ? AND ?"
+    rows = conn.execute(query, (f"{5:032x}", 5_000, 6_000)).fetchall()
+    assert sorted(r[0] for r in rows) == sorted([f"{s:016x}" for s in range(4)] + [f"{99:016x}"])
+    plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + query, ("x", 0, 1)))
+    assert "spans_by_start" in plan
+
+
+def test_spans_table_has_only_the_time_ordered_index(tmp_path: Path) -> None:
+    StoreWriter(str(tmp_path / "i.db")).write_spans([span_row(1, 1, 1)])
+    conn = connect_for_reading(str(tmp_path / "i.db"))
+    indexes = [r[1] for r in conn.execute("PRAGMA index_list(spans)")]
+    assert indexes == ["spans_by_start"]
+    assert [r[2] for r in conn.execute("PRAGMA index_info(spans_by_start)")] == ["start_ns", "span_id"]
 
 
 def _write_many(path: str, worker: int, batches: int, per_batch: int) -> None:
@@ -123,7 +118,7 @@ def test_many_processes_write_one_store_without_loss(tmp_path: Path) -> None:
     assert dict(conn.execute("SELECT name, count(*) FROM spans WHERE name LIKE 'w%' GROUP BY name")) == {
         f"w{w}": 2000 for w in range(4)
     }
-    assert conn.execute("SELECT sum(span_count) FROM traces").fetchone()[0] == 8001
+    assert conn.execute("SELECT count(DISTINCT trace_id) FROM spans").fetchone()[0] == 5
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

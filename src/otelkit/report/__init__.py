@@ -6,7 +6,7 @@
     {
       "summary": {
         "spans": int,                 # spans that started in the period
-        "traces": int,                # traces (rows of the traces table) that started in it
+        "traces": int,                # distinct trace ids among those spans
         "sessions": int,              # distinct non-null session ids among those spans
         "success_rate": float|null,   # 0..1, spans whose status is not ERROR; null with no spans
         "p50_ms": float|null, "p95_ms": float|null, "p99_ms": float|null

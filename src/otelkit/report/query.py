@@ -27,10 +27,9 @@ OTHER_TYPE = "other"
 _NS_PER_MS = 1_000_000
 
 _SCAN_SQL = f"""
-SELECT coalesce(operation_type, '{OTHER_TYPE}'), name, duration_ns, status_code = 'ERROR', session_id
+SELECT coalesce(operation_type, '{OTHER_TYPE}'), name, duration_ns, status_code = 'ERROR', session_id, trace_id
 FROM spans
 """
-_TRACES_SQL = "SELECT count(*) FROM traces"
 _SINCE = " WHERE start_ns >= :since"
 
 
@@ -92,7 +91,8 @@ def window_stats(conn: sqlite3.Connection, since_ns: int | None) -> WindowStats:
     durations: dict[tuple[str, str], list[int]] = {}
     errors: dict[tuple[str, str], int] = defaultdict(int)
     sessions: set[str] = set()
-    for op_type, name, duration_ns, failed, session_id in conn.execute(_SCAN_SQL + where, params):
+    traces: set[str] = set()
+    for op_type, name, duration_ns, failed, session_id, trace_id in conn.execute(_SCAN_SQL + where, params):
         key = (op_type, name)
         bucket = durations.get(key)
         if bucket is None:
@@ -102,15 +102,15 @@ def window_stats(conn: sqlite3.Connection, since_ns: int | None) -> WindowStats:
             errors[key] += 1
         if session_id is not None:
             sessions.add(session_id)
+        traces.add(trace_id)
     operations = []
     for (op_type, name), bucket in durations.items():
         bucket.sort()
         operations.append(OperationStats(op_type, name, duration_stats(bucket, errors[(op_type, name)])))
     everything = sorted(d for bucket in durations.values() for d in bucket)
-    traces = conn.execute(_TRACES_SQL + where, params).fetchone()[0]
     return WindowStats(
         overall=duration_stats(everything, sum(errors.values())),
         operations=operations,
-        traces=traces,
+        traces=len(traces),
         sessions=len(sessions),
     )

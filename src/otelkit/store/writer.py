@@ -2,8 +2,8 @@
 
 Rows are plain tuples in the column order below, so every producer (the SDK exporters, the
 OTLP receiver) converts once and shares this write path. Spans are inserted with
-``INSERT OR IGNORE`` on ``(start_ns, span_id)`` so a re-delivered batch stores nothing twice,
-and SQLite folds the per-trace summary in ``traces`` from the rows that were actually new.
+``INSERT OR IGNORE`` on ``(start_ns, span_id)`` so a re-delivered batch stores nothing twice
+(and its events are kept only for the spans that were new).
 """
 
 from __future__ import annotations
@@ -44,25 +44,6 @@ _SPAN_PREFIX = f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES 
 _EVENT_PREFIX = f"INSERT INTO span_events ({', '.join(EVENT_COLUMNS)}) VALUES "
 _METRIC_PREFIX = f"INSERT INTO metric_points ({', '.join(METRIC_COLUMNS)}) VALUES "
 _LOG_PREFIX = f"INSERT INTO log_records ({', '.join(LOG_COLUMNS)}) VALUES "
-# The trace summary is folded by SQLite from the rows this transaction added (their ids are
-# above the largest id before it), so spans that were ignored as already stored never count.
-_TRACE_FROM_NEW_SPANS = """
-INSERT INTO traces (trace_id, start_ns, end_ns, span_count, error_count, root_name, service_name, session_id)
-SELECT trace_id, min(start_ns), max(end_ns), count(*), sum(status_code = 'ERROR'),
-       max(CASE WHEN parent_span_id IS NULL THEN name END),
-       coalesce(max(CASE WHEN parent_span_id IS NULL THEN service_name END), max(service_name)),
-       max(session_id)
-FROM spans WHERE id > ? GROUP BY trace_id
-ON CONFLICT (trace_id) DO UPDATE SET
-    start_ns = min(start_ns, excluded.start_ns),
-    end_ns = max(end_ns, excluded.end_ns),
-    span_count = span_count + excluded.span_count,
-    error_count = error_count + excluded.error_count,
-    root_name = coalesce(excluded.root_name, root_name),
-    service_name = CASE WHEN excluded.root_name IS NOT NULL THEN excluded.service_name
-                        ELSE coalesce(service_name, excluded.service_name) END,
-    session_id = coalesce(session_id, excluded.session_id)
-"""
 _MAX_CHUNK = 1024
 
 
@@ -210,8 +191,6 @@ class StoreWriter:
                 events = [e for e in events if (e[0], e[1]) in new_spans]
             if events:
                 _insert_rows(conn, _EVENT_PREFIX, len(EVENT_COLUMNS), events)
-            if inserted:
-                conn.execute(_TRACE_FROM_NEW_SPANS, (floor,))
         return inserted
 
     def _write_plain(self, prefix: str, width: int, rows: Sequence[Sequence[Any]]) -> int:
