@@ -16,9 +16,7 @@ otelkit provider, separating the API's cost from the chain's and the exporter's.
 Per-span cost = wall time of N spans *including the final force_flush()* (so the export work
 is counted) / N. Variants run interleaved, in rotating order, for several rounds; the median
 is reported. Before each run that writes the store, the store is emptied (untimed; see
---keep-rows), so every run starts from the same state: each flat span is its own trace, and
-the per-span cost grows with the store's ``traces`` table (see README.md), which would
-otherwise make later rounds dearer. The queue is sized so nothing is dropped, and that is
+--keep-rows), so every run starts from the same state. The queue is sized so nothing is dropped, and that is
 verified afterwards: the rows in the SQLite store, the spans the do-nothing exporter received
 and the histogram's count are all checked against what was made. This is a measurement, not a test: it never
 fails on a figure, it prints the figures and whether the target (<= 1.5x) was met.

@@ -34,7 +34,7 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from _bench import count_rows, environment_line, max_rss_mib, non_negative_int, positive_int, verdict
+from _bench import count_rows, distinct_traces, environment_line, max_rss_mib, non_negative_int, positive_int, verdict
 
 TARGET_RATE = 50_000
 AIM_RATE = 100_000
@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     converting = total - writing
     rate = n / total
     stored = count_rows(fresh_path, "spans")
-    stored_traces = count_rows(fresh_path, "traces")
+    stored_traces = distinct_traces(fresh_path)
     stored_events = count_rows(fresh_path, "span_events")
     print()
     print(f"fresh store: {n:,} spans in {total:.2f} s = {rate:,.0f} spans/s")
