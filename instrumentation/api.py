@@ -210,7 +210,6 @@ class _OperationSpec:
         self.span_name = span_name
         self.attributes = {sc.OPERATION_TYPE: op_type.value, **attributes}
         self.kind = kind
-        self._active: list[Operation | None] = []
 
     def _configure(self, handle: Operation) -> None:
         """Hook for handle settings that come from the spec (provider, branches...)."""
@@ -219,10 +218,9 @@ class _OperationSpec:
         try:
             start_ns = time.time_ns()
             tracer = _tracer if _resolved else _resolve_tracer()
-            span = tracer.start_span(self.span_name, kind=self.kind, attributes=self.attributes, start_time=start_ns)
             session_id = baggage.get_baggage(sc.BAGGAGE_SESSION_ID)
-            if session_id is not None:
-                span.set_attribute(sc.SESSION_ID, str(session_id))
+            attributes = self.attributes if session_id is None else {**self.attributes, sc.SESSION_ID: str(session_id)}
+            span = tracer.start_span(self.span_name, kind=self.kind, attributes=attributes, start_time=start_ns)
             handle = self.handle_class(span, self.op_type, self.name, start_ns)
             self._configure(handle)
             handle._tokens = (context.attach(trace.set_span_in_context(span)), _current.set(handle))
@@ -239,6 +237,8 @@ class _OperationSpec:
             if handle._tokens is not None:
                 ctx_token, op_token = handle._tokens
                 _current.reset(op_token)
+                if ctx_token is None:  # a no-op handle: nothing was started
+                    return
                 context.detach(ctx_token)
             handle._finish(exc)
         except Exception as failure:
@@ -254,11 +254,15 @@ class _OperationSpec:
 
     def __enter__(self) -> Operation:
         handle = self._start()
-        self._active.append(handle)
-        return handle if handle is not None else Operation(INVALID_SPAN, self.op_type, self.name, 0)
+        if handle is None:  # otelkit could not start it: enter a no-op handle in its place
+            handle = Operation(INVALID_SPAN, self.op_type, self.name, 0)
+            handle._tokens = (None, _current.set(handle))
+        return handle
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self._end(self._active.pop(), exc)
+        # The innermost operation entered in this context (task, thread) is the one this block
+        # entered; a per-instance stack would mix them up when one instance is shared.
+        self._end(_current.get(), exc)
 
     async def __aenter__(self) -> Operation:
         return self.__enter__()

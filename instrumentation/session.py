@@ -8,6 +8,7 @@ on spans from any instrumentation, not only otelkit's.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 from typing import Any, Callable, TypeVar
@@ -20,6 +21,7 @@ from opentelemetry.trace import Span as ApiSpan
 from otelkit.semconv import BAGGAGE_SESSION_ID, INSTRUMENTATION_SCOPE, SESSION_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
+_entered: contextvars.ContextVar[tuple[object, ...]] = contextvars.ContextVar("otelkit_sessions", default=())
 
 
 def current_session_id(ctx: Context | None = None) -> str | None:
@@ -35,14 +37,18 @@ class session:  # noqa: N801 - used like a function: ``with session("s-1"):`` / 
         if not isinstance(session_id, str) or not session_id:
             raise ValueError("session id must be a non-empty string")
         self.session_id = session_id
-        self._tokens: list[object] = []
 
     def __enter__(self) -> str:
-        self._tokens.append(context.attach(baggage.set_baggage(BAGGAGE_SESSION_ID, self.session_id)))
+        token = context.attach(baggage.set_baggage(BAGGAGE_SESSION_ID, self.session_id))
+        _entered.set((*_entered.get(), token))
         return self.session_id
 
     def __exit__(self, *exc_info: object) -> None:
-        context.detach(self._tokens.pop())
+        # Tokens live in the context (task, thread) that entered, so one shared instance
+        # used by concurrent tasks detaches each task's own token.
+        *outer, token = _entered.get()
+        _entered.set(tuple(outer))
+        context.detach(token)
 
     async def __aenter__(self) -> str:
         return self.__enter__()

@@ -380,3 +380,51 @@ def test_operations_before_and_after_a_provider_is_set() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['late', 'later']"
+
+
+async def test_one_operation_instance_shared_by_concurrent_tasks(spans: InMemorySpanExporter) -> None:
+    """Exits must end the span their own task entered, whatever the interleaving."""
+    shared = otelkit.tool("shared")
+    a_entered, b_entered = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with shared as handle:
+            handle.set_attribute("who", "A")
+            a_entered.set()
+            await b_entered.wait()
+        # A leaves while B is still inside
+
+    async def second() -> None:
+        await a_entered.wait()
+        async with shared as handle:
+            handle.set_attribute("who", "B")
+            b_entered.set()
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(first(), second())
+    ends = {s.attributes["who"]: s.end_time for s in spans.get_finished_spans()}
+    assert ends["A"] < ends["B"]
+
+
+async def test_one_session_instance_shared_by_concurrent_tasks(spans: InMemorySpanExporter) -> None:
+    shared = otelkit.session("s-shared")
+    a_in, b_in = asyncio.Event(), asyncio.Event()
+
+    async def first() -> str | None:
+        async with shared:
+            a_in.set()
+            await b_in.wait()
+        return otelkit.current_session_id()
+
+    async def second() -> str | None:
+        await a_in.wait()
+        async with shared:
+            b_in.set()
+            await asyncio.sleep(0.01)
+            with otelkit.step("inside-b"):
+                pass
+        return otelkit.current_session_id()
+
+    assert await asyncio.gather(first(), second()) == [None, None]
+    (span,) = spans.get_finished_spans()
+    assert span.attributes[sc.SESSION_ID] == "s-shared"
