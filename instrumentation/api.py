@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 from opentelemetry import baggage, context, trace
 from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
 
+from otelkit import pricing
 from otelkit import semconv as sc
 from otelkit.instrumentation import durations
 from otelkit.instrumentation import metrics as m
@@ -115,12 +116,13 @@ class Operation:
 class LLMCall(Operation):
     """The handle of an ``llm`` operation: record what the model used and answered."""
 
-    __slots__ = ("provider", "operation")
+    __slots__ = ("provider", "operation", "response_model")
 
     def __init__(self, span: trace.Span, op_type: str, name: str, start_ns: int) -> None:
         super().__init__(span, op_type, name, start_ns)
         self.provider = ""
         self.operation = sc.GEN_AI_OP_CHAT
+        self.response_model: str | None = None
 
     def record_usage(
         self,
@@ -128,11 +130,17 @@ class LLMCall(Operation):
         output_tokens: int | None = None,
         cache_read_tokens: int | None = None,
         cost_usd: float | None = None,
+        *,
+        cache_creation_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        estimated: bool = False,
     ) -> None:
-        """Record token usage (input includes cached tokens, per the GenAI conventions) and cost.
+        """Record token usage and its cost.
 
-        Without ``cost_usd`` the span is marked ``otelkit.cost.status=unpriced`` until the
-        pricing step prices it: never a silent zero.
+        Input tokens include cached ones (read and written), per the GenAI conventions. Without
+        ``cost_usd`` the call is priced from the pricing table (response model, else request
+        model); a model the table lacks is marked ``otelkit.cost.status=unpriced``, never a
+        silent zero. ``estimated`` says the counts were estimated (a stream without usage).
         """
         span = self.span
         for key, tokens, token_type in (
@@ -144,11 +152,23 @@ class LLMCall(Operation):
                 if m.recording():
                     attrs = m.gen_ai_attributes(self.operation, self.provider, self.name, token_type)
                     m.gen_ai_token_usage.record(int(tokens), attrs)
-        if cache_read_tokens is not None:
-            span.set_attribute(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, int(cache_read_tokens))
+        for key, tokens in (
+            (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cache_read_tokens),
+            (sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, cache_creation_tokens),
+            (sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning_tokens),
+        ):
+            if tokens is not None:
+                span.set_attribute(key, int(tokens))
+        if cost_usd is None and (input_tokens is not None or output_tokens is not None):
+            price = pricing.current_table().lookup(self.provider or None, self.response_model or self.name)
+            if price is not None:
+                cost_usd = pricing.cost_usd(
+                    price, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens
+                )
         if cost_usd is not None:
             span.set_attribute(sc.GEN_AI_USAGE_COST, float(cost_usd))
-            span.set_attribute(sc.COST_STATUS, sc.CostStatus.PRICED.value)
+            status = sc.CostStatus.ESTIMATED if estimated else sc.CostStatus.PRICED
+            span.set_attribute(sc.COST_STATUS, status.value)
             if m.recording():
                 m.gen_ai_cost.add(float(cost_usd), m.gen_ai_attributes(self.operation, self.provider, self.name))
         elif input_tokens is not None or output_tokens is not None:
@@ -159,6 +179,7 @@ class LLMCall(Operation):
     ) -> None:
         """Record what the provider answered with: the actual model, response id, finish reasons."""
         if model is not None:
+            self.response_model = model
             self.span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, model)
         if response_id is not None:
             self.span.set_attribute(sc.GEN_AI_RESPONSE_ID, response_id)

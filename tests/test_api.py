@@ -154,9 +154,9 @@ def test_condition_records_result_and_branch(spans: InMemorySpanExporter) -> Non
 
 
 def test_llm_handle_records_tokens_response_and_cost_status(spans: InMemorySpanExporter) -> None:
-    with otelkit.llm("gpt-4o", "openai") as call:
-        call.record_usage(input_tokens=1200, output_tokens=300, cache_read_tokens=1000)
+    with otelkit.llm("gpt-4o", "in-house") as call:
         call.set_response(model="gpt-4o-2024-08-06", response_id="r-1", finish_reasons=["stop"])
+        call.record_usage(input_tokens=1200, output_tokens=300, cache_read_tokens=1000)
 
     @otelkit.llm("gpt-4o-mini", "openai")
     def priced() -> str:
@@ -165,7 +165,7 @@ def test_llm_handle_records_tokens_response_and_cost_status(spans: InMemorySpanE
 
     assert priced() == "ok"
     found = _by_name(spans)
-    unpriced = found["chat gpt-4o"].attributes
+    unpriced = found["chat gpt-4o"].attributes  # a provider the pricing table does not know
     assert unpriced[sc.GEN_AI_USAGE_INPUT_TOKENS] == 1200
     assert unpriced[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 300
     assert unpriced[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 1000
@@ -175,6 +175,23 @@ def test_llm_handle_records_tokens_response_and_cost_status(spans: InMemorySpanE
     assert sc.GEN_AI_USAGE_COST not in unpriced
     paid = found["chat gpt-4o-mini"].attributes
     assert paid[sc.GEN_AI_USAGE_COST] == 0.25 and paid[sc.COST_STATUS] == "priced"
+
+
+def test_llm_handle_prices_from_the_table_by_response_model(spans: InMemorySpanExporter) -> None:
+    with otelkit.llm("gpt-4o", "openai") as call:
+        call.set_response(model="gpt-4o-mini-2024-07-18")
+        call.record_usage(input_tokens=1_000_000, output_tokens=1_000_000, cache_read_tokens=400_000)
+    with otelkit.llm("claude-sonnet-4-5", "anthropic") as streamed:
+        streamed.record_usage(input_tokens=1_000_000, output_tokens=0, estimated=True, cache_creation_tokens=1_000_000)
+    found = _by_name(spans)
+    mini = found["chat gpt-4o"].attributes
+    # gpt-4o-mini: 600k plain input at $0.15/M, 400k cached at $0.075/M, 1M output at $0.60/M
+    assert mini[sc.GEN_AI_USAGE_COST] == pytest.approx(0.09 + 0.03 + 0.60)
+    assert mini[sc.COST_STATUS] == "priced"
+    sonnet = found["chat claude-sonnet-4-5"].attributes
+    assert sonnet[sc.GEN_AI_USAGE_COST] == pytest.approx(3.75)  # every input token written to the cache
+    assert sonnet[sc.COST_STATUS] == "estimated"
+    assert sonnet[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] == 1_000_000
 
 
 def test_current_operation_is_innermost_and_cleared_after(spans: InMemorySpanExporter) -> None:

@@ -51,12 +51,41 @@ class InstrumentationSettings:
 
 
 @dataclass(frozen=True)
+class ModelPrice:
+    """One pricing-table entry: USD per million tokens for a provider's model (or model pattern)."""
+
+    model: str = ""
+    provider: str = ""
+    input: float = 0.0
+    output: float = 0.0
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model: a model name or pattern is required")
+        for name in ("input", "output", "cached_input", "cache_write"):
+            value = getattr(self, name)
+            if value is not None and (value < 0 or value != value):
+                raise ConfigError(f"{name}: a price must be zero or more, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PricingSettings:
+    """Where prices come from: the vendored table, or ``table`` in its place, with ``models`` on top."""
+
+    table: str | None = None
+    models: tuple[ModelPrice, ...] = ()
+
+
+@dataclass(frozen=True)
 class Policy:
     """The whole policy; each section is a frozen dataclass with defaults."""
 
     version: int = 1
     store: StoreSettings = field(default_factory=StoreSettings)
     instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
+    pricing: PricingSettings = field(default_factory=PricingSettings)
 
 
 def _where(node: yaml.Node | None) -> str:
@@ -112,18 +141,26 @@ def _build(cls: Any, node: yaml.Node | None, prefix: str) -> Any:
                 f"unknown key '{dotted}'{_where(key_node)}; expected one of: {', '.join(sorted(names))}"
             )
         values[name] = _convert(value_node, dotted, hints[name])
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix or 'policy'}.{exc}{_where(node)}") from None
 
 
-def parse_policy(text: str, source: str = "policy") -> Policy:
-    """Parse policy YAML text; raises ConfigError naming the bad key and line."""
+def parse_document(cls: Any, text: str, source: str) -> Any:
+    """Parse YAML ``text`` into the dataclass ``cls``; raises ConfigError naming the key and line."""
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"{source}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
-    policy = _build(Policy, root, "")
+    return _build(cls, root, "")
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    """Parse policy YAML text; raises ConfigError naming the bad key and line."""
+    policy: Policy = parse_document(Policy, text, source)
     if policy.version != 1:
         raise ConfigError(f"version: unsupported policy version {policy.version}; this otelkit reads 1")
     return policy

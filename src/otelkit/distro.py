@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otelkit.config import Policy, current_policy
+from otelkit.processors.chain import SpanChain, Stage
 
 DEFAULT_ENVIRONMENT = {
     "OTEL_TRACES_EXPORTER": "sqlite",
@@ -54,9 +55,21 @@ def _batch_processor(exporter: SpanExporter) -> SpanProcessor:
     return BatchSpanProcessor(exporter, **options)
 
 
+def chain_stages(policy: Policy) -> list[Stage]:
+    """The processor chain's stages, in order, for ``policy``."""
+    from otelkit.processors.enrich import CostStage
+
+    return [CostStage()]
+
+
 def export_span_processor(policy: Policy) -> Callable[[SpanExporter], SpanProcessor]:
-    """How each configured exporter is fed: the processor chain's last stage."""
-    return _batch_processor
+    """How each configured exporter is fed: the processor chain, then a batching processor."""
+    stages = chain_stages(policy)
+
+    def feed(exporter: SpanExporter) -> SpanProcessor:
+        return SpanChain(stages, _batch_processor(exporter))
+
+    return feed
 
 
 class OtelkitDistro(BaseDistro):  # type: ignore[misc]
