@@ -115,7 +115,8 @@ def test_store_without_spans_is_an_empty_report(tmp_path: Path) -> None:
     assert as_json.exit_code == 0
     assert json.loads(as_json.stdout) == {
         "summary": {"spans": 0, "traces": 0, "sessions": 0, "success_rate": None,
-                    "p50_ms": None, "p95_ms": None, "p99_ms": None},
+                    "p50_ms": None, "p95_ms": None, "p99_ms": None, "input_tokens": 0,
+                    "output_tokens": 0, "cost_usd": 0.0, "unpriced_llm_calls": 0},
         "operations": [],
     }  # fmt: skip
     assert "no spans in the last 24h" in as_json.stderr

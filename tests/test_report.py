@@ -23,7 +23,8 @@ from otelkit.store.writer import SPAN_COLUMNS
 
 NOW = 1_800_000_000 * 10**9
 HOUR = 3600 * 10**9
-SUMMARY_KEYS = {"spans", "traces", "sessions", "success_rate", "p50_ms", "p95_ms", "p99_ms"}
+SUMMARY_KEYS = {"spans", "traces", "sessions", "success_rate", "p50_ms", "p95_ms", "p99_ms",
+                "input_tokens", "output_tokens", "cost_usd", "unpriced_llm_calls"}
 OPERATION_KEYS = {"type", "name", "count", "success_rate", "p50_ms", "p95_ms", "p99_ms", "time_share"}
 
 
@@ -149,7 +150,8 @@ def test_period_excludes_older_spans_and_traces(tmp_path: Path) -> None:
 
     last_hour = build_report(conn, "1h", now_ns=NOW)
     assert last_hour["summary"] == {"spans": 1, "traces": 1, "sessions": 1, "success_rate": 1.0,
-                                    "p50_ms": 2.0, "p95_ms": 2.0, "p99_ms": 2.0}
+                                    "p50_ms": 2.0, "p95_ms": 2.0, "p99_ms": 2.0, "input_tokens": 0,
+                                    "output_tokens": 0, "cost_usd": 0.0, "unpriced_llm_calls": 0}
     assert [op["name"] for op in last_hour["operations"]] == ["recent"]
     assert last_hour["operations"][0]["time_share"] == 1.0
 
@@ -166,7 +168,8 @@ def test_store_with_no_spans_gives_an_empty_report(tmp_path: Path) -> None:
     report = build_report(connect_for_reading(path), "all")
     assert report == {
         "summary": {"spans": 0, "traces": 0, "sessions": 0, "success_rate": None,
-                    "p50_ms": None, "p95_ms": None, "p99_ms": None},
+                    "p50_ms": None, "p95_ms": None, "p99_ms": None, "input_tokens": 0,
+                    "output_tokens": 0, "cost_usd": 0.0, "unpriced_llm_calls": 0},
         "operations": [],
     }  # fmt: skip
     text = render_table(report, parse_period("7d"))

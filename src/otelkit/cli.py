@@ -10,16 +10,21 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import click
+from rich.console import Console
+from rich.progress import Progress
 
 from otelkit import __version__
 from otelkit.config import ConfigError, load_policy
+from otelkit.pricing import load_table
 from otelkit.report import PeriodError, build_report, parse_period, render_json, render_table
-from otelkit.store import StoreError, connect_for_reading
+from otelkit.report.reprice import reprice
+from otelkit.store import StoreError, connect_for_reading, connect_for_writing
 
 
 class InputError(click.ClickException):
@@ -122,7 +127,13 @@ def write_output(text: str, output: str | None) -> None:
     help="table for people, json for scripts.",
 )
 @click.option("--output", metavar="FILE", default=None, help="Write the report to FILE instead of stdout.")
-def report(db: str | None, period: str, output_format: str, output: str | None) -> None:
+@click.option(
+    "--reprice",
+    is_flag=True,
+    help="First recompute the cost of the period's LLM calls from the current pricing table "
+    "(the vendored one, or the policy's pricing section) and store it.",
+)
+def report(db: str | None, period: str, output_format: str, output: str | None, reprice: bool) -> None:
     """Totals and per-operation counts, success rates and latency percentiles.
 
     Operations are (operation type, span name) pairs, slowest p95 first; spans count when they
@@ -148,8 +159,11 @@ def report(db: str | None, period: str, output_format: str, output: str | None) 
         conn = connect_for_reading(path)
     except StoreError as exc:
         raise InputError(str(exc)) from None
+    now_ns = time.time_ns()
+    if reprice:
+        _reprice_store(path, window.since_ns(now_ns))
     try:
-        document = build_report(conn, window)
+        document = build_report(conn, window, now_ns)
     except sqlite3.Error as exc:
         raise InputError(f"{path}: cannot read the store: {exc}") from None
     finally:
@@ -163,6 +177,29 @@ def report(db: str | None, period: str, output_format: str, output: str | None) 
         width = shutil.get_terminal_size().columns if to_terminal else None
         text = render_table(document, window, color=to_terminal, width=width)
     write_output(text, output)
+
+
+def _reprice_store(path: str, since_ns: int | None) -> None:
+    """Re-price the stored LLM calls of the window, with progress on a terminal and a summary line."""
+    try:
+        policy = load_policy()
+        table = load_table(policy)
+        conn = connect_for_writing(path, policy.store.busy_timeout_ms)
+    except (ConfigError, StoreError) as exc:
+        raise InputError(str(exc)) from None
+    try:
+        with Progress(transient=True, console=Console(stderr=True), disable=not sys.stderr.isatty()) as progress:
+            task = progress.add_task("re-pricing LLM calls", total=None)
+            result = reprice(conn, table, since_ns, lambda n: progress.advance(task, n))
+    except sqlite3.Error as exc:
+        raise InputError(f"{path}: cannot re-price the store: {exc}") from None
+    finally:
+        conn.close()
+    click.echo(
+        f"otelkit: re-priced {result.spans:,} LLM calls with pricing table {table.version or '(unversioned)'}: "
+        f"{result.changed:,} changed, {result.unpriced:,} unpriced",
+        err=True,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

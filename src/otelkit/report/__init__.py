@@ -9,7 +9,11 @@
         "traces": int,                # distinct trace ids among those spans
         "sessions": int,              # distinct non-null session ids among those spans
         "success_rate": float|null,   # 0..1, spans whose status is not ERROR; null with no spans
-        "p50_ms": float|null, "p95_ms": float|null, "p99_ms": float|null
+        "p50_ms": float|null, "p95_ms": float|null, "p99_ms": float|null,
+        "input_tokens": int,          # gen_ai.usage.input_tokens summed (cached input included)
+        "output_tokens": int,         # gen_ai.usage.output_tokens summed
+        "cost_usd": float,            # gen_ai.usage.cost summed (priced and estimated calls)
+        "unpriced_llm_calls": int     # spans with tokens whose model has no price (no cost)
       },
       "operations": [                 # one per (operation type, span name), slowest p95 first,
         {                             # ties by name then type

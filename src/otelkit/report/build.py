@@ -10,7 +10,7 @@ import sqlite3
 from typing import Any
 
 from otelkit.report.period import Period, parse_period
-from otelkit.report.query import PERCENTILES, DurationStats, OperationStats, window_stats
+from otelkit.report.query import PERCENTILES, DurationStats, OperationStats, usage_totals, window_stats
 
 
 def _percentile_fields(stats: DurationStats) -> dict[str, float | None]:
@@ -35,7 +35,9 @@ def _slowest_first(entry: dict[str, Any]) -> tuple[float, str, str]:
 def build_report(conn: sqlite3.Connection, period: Period | str, now_ns: int | None = None) -> dict[str, Any]:
     """The report over ``period`` (a :class:`Period` or its spelling, e.g. ``"7d"``) ending at ``now_ns``."""
     window = period if isinstance(period, Period) else parse_period(period)
-    stats = window_stats(conn, window.since_ns(now_ns))
+    since_ns = window.since_ns(now_ns)
+    stats = window_stats(conn, since_ns)
+    usage = usage_totals(conn, since_ns)
     operations = [_operation(op, stats.overall.total_ns) for op in stats.operations]
     operations.sort(key=_slowest_first)
     return {
@@ -45,6 +47,10 @@ def build_report(conn: sqlite3.Connection, period: Period | str, now_ns: int | N
             "sessions": stats.sessions,
             "success_rate": stats.overall.success_rate,
             **_percentile_fields(stats.overall),
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cost_usd": usage.cost_usd,
+            "unpriced_llm_calls": usage.unpriced_calls,
         },
         "operations": operations,
     }

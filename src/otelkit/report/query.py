@@ -114,3 +114,26 @@ def window_stats(conn: sqlite3.Connection, since_ns: int | None) -> WindowStats:
         traces=len(traces),
         sessions=len(sessions),
     )
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """GenAI usage in a window: tokens, cost, and the calls the pricing table could not price."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    unpriced_calls: int
+
+
+_USAGE_SQL = """
+SELECT total(input_tokens), total(output_tokens), total(cost_usd), count(*) FILTER (WHERE cost_status = 'unpriced')
+FROM spans
+"""
+
+
+def usage_totals(conn: sqlite3.Connection, since_ns: int | None) -> UsageTotals:
+    """Token and cost totals of the spans that started at or after ``since_ns`` (all when None)."""
+    where, params = ("", {}) if since_ns is None else (_SINCE, {"since": since_ns})
+    inputs, outputs, cost, unpriced = conn.execute(_USAGE_SQL + where, params).fetchone()
+    return UsageTotals(int(inputs), int(outputs), float(cost), int(unpriced))

@@ -47,7 +47,7 @@ def _share(value: float | None) -> str:
 
 def _summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title="Summary", title_justify="left")
-    for header in ("Spans", "Traces", "Sessions", "Success", "p50 ms", "p95 ms", "p99 ms"):
+    for header in ("Spans", "Traces", "Sessions", "Success", "p50 ms", "p95 ms", "p99 ms", "Tokens in/out", "Cost"):
         table.add_column(header, justify="right")
     table.add_row(
         *(
@@ -60,10 +60,17 @@ def _summary_table(summary: dict[str, Any]) -> Table:
                 _ms(summary["p50_ms"]),
                 _ms(summary["p95_ms"]),
                 _ms(summary["p99_ms"]),
+                f"{summary['input_tokens']:,}/{summary['output_tokens']:,}",
+                _cost(summary["cost_usd"], summary["unpriced_llm_calls"]),
             )
         )
     )
     return table
+
+
+def _cost(cost_usd: float, unpriced: int) -> str:
+    text = f"${cost_usd:,.4f}" if cost_usd < 100 else f"${cost_usd:,.2f}"
+    return f"{text} (+{unpriced:,} unpriced)" if unpriced else text
 
 
 def _operations_table(operations: list[dict[str, Any]]) -> Table:
