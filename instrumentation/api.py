@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-import logging
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
@@ -24,10 +23,10 @@ from otelkit import pricing
 from otelkit import semconv as sc
 from otelkit.instrumentation import durations
 from otelkit.instrumentation import metrics as m
+from otelkit.instrumentation._safety import warn_once as _warn_once
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_log = logging.getLogger(__name__)
 _tracer: trace.Tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE)
 _resolved = not isinstance(_tracer, trace.ProxyTracer)
 
@@ -45,13 +44,6 @@ def _resolve_tracer() -> trace.Tracer:
 
 
 _current: contextvars.ContextVar["Operation | None"] = contextvars.ContextVar("otelkit_operation", default=None)
-_warned: set[str] = set()
-
-
-def _warn_once(what: str, exc: BaseException) -> None:
-    if what not in _warned:
-        _warned.add(what)
-        _log.warning("otelkit: %s failed (%s: %s); the program continues untraced there", what, type(exc).__name__, exc)
 
 
 def _is_failure(exc: BaseException) -> bool:

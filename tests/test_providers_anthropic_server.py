@@ -76,7 +76,9 @@ def test_requests_are_recorded(server: FakeAnthropicServer, client: anthropic.An
 
 
 def test_configured_usage_and_stop_reason(server: FakeAnthropicServer, client: anthropic.Anthropic) -> None:
-    server.usage = FakeUsage(input_tokens=100, output_tokens=7, cache_read_input_tokens=0, cache_creation_input_tokens=0)
+    server.usage = FakeUsage(
+        input_tokens=100, output_tokens=7, cache_read_input_tokens=0, cache_creation_input_tokens=0
+    )
     server.stop_reason = "max_tokens"
 
     message = client.messages.create(model=MODEL, max_tokens=7, messages=MESSAGES)
@@ -100,8 +102,8 @@ def test_create_stream_yields_real_event_sequence(server: FakeAnthropicServer, c
     assert start.message.usage.cache_read_input_tokens == 5  # type: ignore[union-attr]
     assert delta.usage.output_tokens == 12  # type: ignore[union-attr]
     assert delta.delta.stop_reason == "end_turn"  # type: ignore[union-attr]
-    text = "".join(event.delta.text for event in events if event.type == "content_block_delta")  # type: ignore[union-attr]
-    assert text == "Hello there, tester!"
+    deltas = [event.delta for event in events if event.type == "content_block_delta"]
+    assert "".join(delta.text for delta in deltas) == "Hello there, tester!"  # type: ignore[union-attr]
 
 
 def test_stream_helper(server: FakeAnthropicServer, client: anthropic.Anthropic) -> None:
@@ -123,14 +125,16 @@ def test_tool_use(server: FakeAnthropicServer, client: anthropic.Anthropic) -> N
     assert message.stop_reason == "tool_use"
     tool_use = message.content[-1]
     assert tool_use.type == "tool_use"
-    assert (tool_use.id, tool_use.name, tool_use.input) == ("toolu_fake_0001", "get_weather", {"city": "Paris", "days": [1, 2]})
+    assert (tool_use.id, tool_use.name) == ("toolu_fake_0001", "get_weather")
+    assert tool_use.input == {"city": "Paris", "days": [1, 2]}
 
 
 def test_tool_use_streamed_as_input_json_delta(server: FakeAnthropicServer, client: anthropic.Anthropic) -> None:
     server.reply_text = ""
     server.tool_call = ToolCall("get_weather", {"city": "Paris"}, id="toolu_given")
 
-    events = list(client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, tools=[WEATHER_TOOL], stream=True))
+    stream = client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, tools=[WEATHER_TOOL], stream=True)
+    events = list(stream)
     deltas = [event.delta for event in events if event.type == "content_block_delta"]
     assert {delta.type for delta in deltas} == {"input_json_delta"}
 
@@ -226,7 +230,8 @@ async def test_async_stream_helper(server: FakeAnthropicServer, async_client: an
 async def test_async_tool_use_stream(server: FakeAnthropicServer, async_client: anthropic.AsyncAnthropic) -> None:
     server.tool_call = ToolCall("get_weather", {"city": "Oslo"})
 
-    async with async_client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES, tools=[WEATHER_TOOL]) as stream:
+    manager = async_client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES, tools=[WEATHER_TOOL])
+    async with manager as stream:
         message = await stream.get_final_message()
 
     assert message.stop_reason == "tool_use"

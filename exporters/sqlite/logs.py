@@ -38,6 +38,10 @@ class SQLiteLogExporter(LogRecordExporter):
     def _row(self, item: ReadableLogRecord) -> tuple[Any, ...]:
         record = item.log_record
         attrs = dict(record.attributes) if record.attributes else {}
+        # The correlation fields otelkit's logging instrumentation stamps on records duplicate
+        # the row's own trace, span and session columns.
+        for field in sc.LOG_CORRELATION_FIELDS:
+            attrs.pop(field, None)
         session = attrs.get(sc.SESSION_ID)
         if session is None and record.context is not None:
             session = baggage.get_baggage(sc.BAGGAGE_SESSION_ID, record.context)

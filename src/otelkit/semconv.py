@@ -129,6 +129,12 @@ OUTCOME_ERROR: Final = "error"
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"
 
+# --- Log record fields (stdlib LogRecord attributes and structlog event keys) -------------
+LOG_TRACE_ID: Final = "trace_id"
+LOG_SPAN_ID: Final = "span_id"
+LOG_SESSION_ID: Final = "session_id"
+LOG_CORRELATION_FIELDS: Final = (LOG_TRACE_ID, LOG_SPAN_ID, LOG_SESSION_ID)
+
 # --- Baggage keys -------------------------------------------------------------------------
 BAGGAGE_SESSION_ID: Final = SESSION_ID
 
