@@ -81,6 +81,30 @@ class Operation:
         self.span.set_status(Status(StatusCode.ERROR, message))
         self.span.set_attribute(sc.ERROR_TYPE, error_type)
 
+    def detach(self) -> None:
+        """Stop being this context's current span and operation; the span stays open until :meth:`end`.
+
+        For work that outlives the call that started it (a stream consumed after ``create()``
+        returned): call it where the operation was entered, before returning.
+        """
+        tokens, self._tokens = self._tokens, None
+        if tokens is None:
+            return
+        try:
+            ctx_token, op_token = tokens
+            _current.reset(op_token)
+            if ctx_token is not None:
+                context.detach(ctx_token)
+        except Exception as failure:
+            _warn_once(f"detaching {self.op_type} '{self.name}'", failure)
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """End a detached operation, as failed by ``exc`` if given; from any thread or task."""
+        try:
+            self._finish(exc)
+        except Exception as failure:
+            _warn_once(f"ending {self.op_type} '{self.name}'", failure)
+
     def _on_result(self, result: Any) -> None:
         """Hook for operations that derive attributes from the decorated function's result."""
 
@@ -226,6 +250,12 @@ class _OperationSpec:
 
     def _configure(self, handle: Operation) -> None:
         """Hook for handle settings that come from the spec (provider, branches...)."""
+
+    def begin(self) -> Operation | None:
+        """Start the operation as this context's current one, for callers that end it themselves
+        (instrumentors): pair with :meth:`Operation.detach` and :meth:`Operation.end`. None if
+        otelkit could not start it."""
+        return self._start()
 
     def _start(self) -> Operation | None:
         try:

@@ -46,6 +46,12 @@ gen_ai_operation_duration = _meter.create_histogram(
     description="Duration of GenAI operations",
     explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
 )
+gen_ai_time_to_first_chunk = _meter.create_histogram(
+    sc.METRIC_GEN_AI_TIME_TO_FIRST_CHUNK,
+    unit="s",
+    description="Time from a streaming GenAI request to its first chunk",
+    explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+)
 gen_ai_cost = _meter.create_counter(sc.METRIC_GEN_AI_COST, unit="USD", description="Cost of GenAI operations")
 
 

@@ -26,6 +26,7 @@ ENV_CAPTURE_CONTENT = "OTELKIT_CAPTURE_CONTENT"
 ENV_GENAI_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_METRICS = "OTELKIT_METRICS"
 DEFAULT_SQLITE_PATH = "./otelkit.db"
+TOKENIZERS = ("auto", "tiktoken", "estimate")
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,12 @@ class InstrumentationSettings:
     capture_content: bool = False
     autowrap: tuple[str, ...] = ()
     metrics: bool = True
+    stream_usage: bool = False
+    tokenizer: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZERS:
+            raise ConfigError(f"tokenizer: expected one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
 
 
 @dataclass(frozen=True)
