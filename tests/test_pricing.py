@@ -31,6 +31,10 @@ def test_vendored_table_loads_and_is_versioned() -> None:
         ("OpenAI", "GPT-4o", None),  # providers are spelled as the conventions do
         ("anthropic", "gpt-4o", None),  # another provider's model
         ("openai", "gpt-4oo", None),  # a prefix must end at a separator
+        ("openai", "gpt-5.4", None),  # a newer version is another model, not a snapshot
+        ("anthropic", "claude-opus-4-8", None),
+        ("openai", "gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
+        ("openai", "gpt-4o-latest", "gpt-4o"),
         ("openai", "totally-new-model", None),
         ("openai", "", None),
     ],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,7 +33,10 @@ PROVIDER_FAMILIES: Mapping[str, str] = {
 # Platforms that serve several vendors' models under the vendors' names: priced by model alone.
 MULTI_VENDOR_PROVIDERS = frozenset({"aws.bedrock", "gcp.vertex_ai", "vertex_ai", "openrouter"})
 _GLOB_CHARS = frozenset("*?[")
-_SUFFIX_SEPARATORS = ("-", "@", ":", ".")
+# What may follow a table entry's name in a model id and still be that model: dated snapshots
+# ("-2024-08-06", "-20250929", "-0613"), "-latest"/"-preview", and deployment tags ("-v1:0",
+# "@20240620"). A version ("gpt-5.4", "claude-opus-4-8") is a different model, never a suffix.
+_SNAPSHOT_SUFFIX = re.compile(r"(?:[-@](?:\d{8}|\d{4}-\d{2}-\d{2}|\d{4}|latest|preview))*(?:-v\d+(?::\d+)?)?")
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def _score(entry_model: str, model: str) -> int:
         return 0
     if model == pattern:
         return 10_000
-    if model.startswith(pattern) and model[len(pattern)] in _SUFFIX_SEPARATORS:
+    if model.startswith(pattern) and _SNAPSHOT_SUFFIX.fullmatch(model, len(pattern)):
         return 1 + len(pattern)
     return 0
 
@@ -148,7 +152,10 @@ class PricingTable:
             _int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS)),
             _int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)),
             _int(attributes.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
-            _int(attributes.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)),
+            _int(
+                attributes.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
+                or attributes.get(sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS)
+            ),
         )
         return cost, price
 
