@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from otelkit.config import current_policy, reset_policy_cache
     from otelkit.distro import export_span_processor, span_processors
     from otelkit.exporters.sqlite import SQLiteSpanExporter
-    from otelkit.instrumentation import durations
+    from otelkit.instrumentation import aggregates
 
     class CountingNullExporter(SpanExporter):
         """The do-nothing exporter of the baseline; it only counts, to prove nothing was dropped."""
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
     metrics.set_meter_provider(meter_provider)
-    durations.attach(meter_provider)  # what the otelkit configurator does under opentelemetry-instrument
+    aggregates.attach(meter_provider)  # what the otelkit configurator does under opentelemetry-instrument
     kit_provider = TracerProvider(resource=resource)
     policy = current_policy()
     chain = [] if args.exporter_only else span_processors(policy)

@@ -24,6 +24,7 @@ from wrapt import wrap_function_wrapper
 
 from otelkit import semconv as sc
 from otelkit.instrumentation import api, genai
+from otelkit.instrumentation._lazy import LazyPatch
 from otelkit.instrumentation._safety import warn_once
 from otelkit.instrumentation.genai import CallInfo, Outcome, as_int, get, text_of
 
@@ -275,24 +276,36 @@ def _sdk_call_span(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs
     return wrapped(*args, **kwargs)
 
 
+def _wrap() -> None:
+    import anthropic._base_client as base
+
+    wrap_function_wrapper(base, "SyncAPIClient.request", _traced_request)
+    wrap_function_wrapper(base, "AsyncAPIClient.request", _async_request)
+    if hasattr(base, "start_api_call_span"):
+        wrap_function_wrapper(base, "start_api_call_span", _sdk_call_span)
+
+
+def _unwrap() -> None:
+    import anthropic._base_client as base
+
+    unwrap(base.SyncAPIClient, "request")
+    unwrap(base.AsyncAPIClient, "request")
+    if hasattr(getattr(base, "start_api_call_span", None), "__wrapped__"):
+        base.start_api_call_span = base.start_api_call_span.__wrapped__
+
+
+_patch = LazyPatch("anthropic", _wrap, _unwrap)
+
+
 class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces the Anthropic SDK's Messages calls (one span per call, in place of the SDK's own)."""
+    """Traces the Anthropic SDK's Messages calls (one span per call, in place of the SDK's own),
+    from the program's first import of ``anthropic``."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        import anthropic._base_client as base
-
-        wrap_function_wrapper(base, "SyncAPIClient.request", _traced_request)
-        wrap_function_wrapper(base, "AsyncAPIClient.request", _async_request)
-        if hasattr(base, "start_api_call_span"):
-            wrap_function_wrapper(base, "start_api_call_span", _sdk_call_span)
+        _patch.enable()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import anthropic._base_client as base
-
-        unwrap(base.SyncAPIClient, "request")
-        unwrap(base.AsyncAPIClient, "request")
-        if hasattr(getattr(base, "start_api_call_span", None), "__wrapped__"):
-            base.start_api_call_span = base.start_api_call_span.__wrapped__
+        _patch.disable()

@@ -21,7 +21,7 @@ from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
 
 from otelkit import pricing
 from otelkit import semconv as sc
-from otelkit.instrumentation import durations
+from otelkit.instrumentation import aggregates
 from otelkit.instrumentation import metrics as m
 from otelkit.instrumentation._safety import warn_once as _warn_once
 
@@ -122,7 +122,7 @@ class Operation:
         if m.recording():
             outcome = sc.OUTCOME_ERROR if failed else sc.OUTCOME_SUCCESS
             duration_s = (end_ns - self._start_ns) / 1e9
-            durations.record(self.op_type, self.name, outcome, duration_s)
+            aggregates.record_duration(self.op_type, self.name, outcome, duration_s)
             self._record_metrics(duration_s, failed)
 
     def _record_metrics(self, duration_s: float, failed: bool) -> None:
@@ -166,8 +166,7 @@ class LLMCall(Operation):
             if tokens is not None:
                 span.set_attribute(key, int(tokens))
                 if m.recording():
-                    attrs = m.gen_ai_attributes(self.operation, self.provider, self.name, token_type)
-                    m.gen_ai_token_usage.record(int(tokens), attrs)
+                    aggregates.record_tokens(self.operation, self.provider, self.name, token_type, int(tokens))
         for key, tokens in (
             (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cache_read_tokens),
             (sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, cache_creation_tokens),
@@ -186,7 +185,7 @@ class LLMCall(Operation):
             status = sc.CostStatus.ESTIMATED if estimated else sc.CostStatus.PRICED
             span.set_attribute(sc.COST_STATUS, status.value)
             if m.recording():
-                m.gen_ai_cost.add(float(cost_usd), m.gen_ai_attributes(self.operation, self.provider, self.name))
+                aggregates.add_cost(self.operation, self.provider, self.name, float(cost_usd))
         elif input_tokens is not None or output_tokens is not None:
             span.set_attribute(sc.COST_STATUS, sc.CostStatus.UNPRICED.value)
 
@@ -203,7 +202,7 @@ class LLMCall(Operation):
             self.span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, list(finish_reasons))
 
     def _record_metrics(self, duration_s: float, failed: bool) -> None:
-        m.gen_ai_operation_duration.record(duration_s, m.gen_ai_attributes(self.operation, self.provider, self.name))
+        aggregates.record_gen_ai_duration(self.operation, self.provider, self.name, duration_s)
 
 
 class ConditionCheck(Operation):

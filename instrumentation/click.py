@@ -21,11 +21,11 @@ from typing import Any, Callable, Collection
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
-import wrapt
 from wrapt import wrap_function_wrapper
 
 from otelkit import semconv as sc
 from otelkit.instrumentation import api
+from otelkit.instrumentation._lazy import LazyPatch
 from otelkit.instrumentation._safety import warn_once
 
 _instruments = ("click >= 8.0",)
@@ -187,7 +187,6 @@ _TYPER_TARGETS = (
     ("typer.core", "TyperGroup", "main", _traced_main),
     ("typer.core", "TyperGroup", "invoke", _traced_invoke),
 )
-_typer_state = {"wanted": False, "wrapped": False}
 
 
 def _apply(targets: tuple[tuple[str, str, str, Callable[..., Any]], ...]) -> None:
@@ -204,33 +203,23 @@ def _remove(targets: tuple[tuple[str, str, str, Callable[..., Any]], ...]) -> No
             unwrap(cls, method)
 
 
-def _on_typer_import(module: Any) -> None:
-    """Wrap Typer once it is imported (after instrument(), unless uninstrumented since)."""
-    if _typer_state["wanted"] and not _typer_state["wrapped"] and hasattr(module, "TyperCommand"):
-        try:
-            _apply(_TYPER_TARGETS)
-            _typer_state["wrapped"] = True
-        except Exception as exc:
-            warn_once("instrumenting typer", exc)
+_patches = (
+    LazyPatch("click", lambda: _apply(_CLICK_TARGETS), lambda: _remove(_CLICK_TARGETS)),
+    LazyPatch("typer", lambda: _apply(_TYPER_TARGETS), lambda: _remove(_TYPER_TARGETS)),
+)
 
 
 class ClickInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces click and Typer commands: ``main`` as the root, ``invoke`` of each command below."""
+    """Traces click and Typer commands: ``main`` as the root, ``invoke`` of each command below
+    (from the program's first import of each)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        _apply(_CLICK_TARGETS)
-        _typer_state["wanted"] = True
-        if "typer.core" in sys.modules:
-            _on_typer_import(sys.modules["typer.core"])
-        else:
-            wrapt.register_post_import_hook(_on_typer_import, "typer.core")
+        for patch in _patches:
+            patch.enable()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _remove(_CLICK_TARGETS)
-        _typer_state["wanted"] = False
-        if _typer_state["wrapped"]:
-            _remove(_TYPER_TARGETS)
-            _typer_state["wrapped"] = False
+        for patch in _patches:
+            patch.disable()

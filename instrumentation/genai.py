@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from otelkit import semconv as sc
 from otelkit.config import current_policy
-from otelkit.instrumentation import api
+from otelkit.instrumentation import aggregates, api
 from otelkit.instrumentation import metrics as m
 from otelkit.instrumentation import tokens
 from otelkit.instrumentation._safety import warn_once
@@ -222,8 +222,7 @@ class StreamState:
                 elapsed = time.monotonic() - self.started
                 self.handle.span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, elapsed)
                 if m.recording():
-                    attrs = m.gen_ai_attributes(self.info.operation, self.info.provider, self.info.model)
-                    m.gen_ai_time_to_first_chunk.record(elapsed, attrs)
+                    aggregates.record_first_chunk(self.info.operation, self.info.provider, self.info.model, elapsed)
             self.accumulator.add(item)
         except Exception as exc:
             warn_once(f"reading a {self.info.provider} stream chunk", exc)
@@ -357,13 +356,23 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
+_MISSING = object()
+
+
 def get(obj: Any, name: str, default: Any = None) -> Any:
-    """A field of an SDK model object or of a plain dict (requests are dicts, responses models)."""
+    """A field of an SDK model object or of a plain dict (requests are dicts, responses models).
+
+    Called a dozen times per LLM call, so the common cases come first: ``isinstance`` against
+    the ``Mapping`` ABC is slow enough to show up in the per-call overhead.
+    """
     if obj is None:
         return default
-    if isinstance(obj, Mapping):
+    if type(obj) is dict:
         return obj.get(name, default)
-    return getattr(obj, name, default)
+    value = getattr(obj, name, _MISSING)
+    if value is _MISSING:
+        return obj.get(name, default) if isinstance(obj, Mapping) else default
+    return value
 
 
 def as_int(value: Any) -> int | None:

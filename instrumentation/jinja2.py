@@ -19,6 +19,7 @@ from wrapt import wrap_function_wrapper
 
 from otelkit import semconv as sc
 from otelkit.instrumentation import api
+from otelkit.instrumentation._lazy import LazyPatch
 from otelkit.instrumentation._safety import warn_once
 
 _instruments = ("jinja2 >= 3.0",)
@@ -161,23 +162,35 @@ def _render_async_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any,
 
 
 class Jinja2Instrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces Jinja2 template compiles and renders (``Template.render`` and ``render_async``)."""
+    """Traces Jinja2 template compiles and renders (``Template.render`` and ``render_async``),
+    from the program's first import of ``jinja2``."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        wrap_function_wrapper("jinja2.environment", "Environment._load_template", _traced_load)
-        wrap_function_wrapper("jinja2.environment", "Environment.compile", _traced_compile)
-        wrap_function_wrapper("jinja2.environment", "Template.render", _traced_render)
-        wrap_function_wrapper("jinja2.environment", "Template.render_async", _render_async_wrapper)
+        _patch.enable()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import jinja2.environment
-
-        unwrap(jinja2.environment.Environment, "_load_template")
-        unwrap(jinja2.environment.Environment, "compile")
-        unwrap(jinja2.environment.Template, "render")
-        unwrap(jinja2.environment.Template, "render_async")
+        _patch.disable()
         _last_load.set(None)
         _specs.clear()
+
+
+def _wrap() -> None:
+    wrap_function_wrapper("jinja2.environment", "Environment._load_template", _traced_load)
+    wrap_function_wrapper("jinja2.environment", "Environment.compile", _traced_compile)
+    wrap_function_wrapper("jinja2.environment", "Template.render", _traced_render)
+    wrap_function_wrapper("jinja2.environment", "Template.render_async", _render_async_wrapper)
+
+
+def _unwrap() -> None:
+    import jinja2.environment
+
+    unwrap(jinja2.environment.Environment, "_load_template")
+    unwrap(jinja2.environment.Environment, "compile")
+    unwrap(jinja2.environment.Template, "render")
+    unwrap(jinja2.environment.Template, "render_async")
+
+
+_patch = LazyPatch("jinja2", _wrap, _unwrap)

@@ -21,6 +21,7 @@ from wrapt import wrap_function_wrapper
 from otelkit import semconv as sc
 from otelkit.config import current_policy
 from otelkit.instrumentation import api, genai
+from otelkit.instrumentation._lazy import LazyPatch
 from otelkit.instrumentation._safety import warn_once
 from otelkit.instrumentation.genai import CallInfo, Outcome, as_int, get, text_of
 
@@ -290,11 +291,15 @@ class _ResponseEvents:
 
 # --- wrappers -------------------------------------------------------------------------------
 def _is_stream(result: Any) -> bool:
-    return hasattr(result, "__next__") or hasattr(result, "__anext__")
+    kind = type(result)
+    return hasattr(kind, "__next__") or hasattr(kind, "__anext__")
 
 
 def _is_raw(result: Any) -> bool:
-    return hasattr(result, "http_response") and hasattr(result, "parse")
+    """A ``with_raw_response`` result (the response models are pydantic models; raw ones are not)."""
+    import pydantic
+
+    return not isinstance(result, pydantic.BaseModel) and hasattr(result, "http_response") and hasattr(result, "parse")
 
 
 def _prepare(kind: str, instance: Any, kwargs: dict[str, Any]) -> tuple[CallInfo, dict[str, Any]]:
@@ -395,18 +400,29 @@ def _present() -> list[tuple[Any, str, str, str, bool]]:
     return found
 
 
+def _wrap() -> None:
+    for _, module_name, path, kind, is_async in _present():
+        wrap_function_wrapper(module_name, path, (_async_wrapper if is_async else _sync_wrapper)(kind))
+
+
+def _unwrap() -> None:
+    for cls, _, path, _, _ in _present():
+        method = path.split(".", 1)[1]
+        if hasattr(vars(cls).get(method), "__wrapped__"):
+            unwrap(cls, method)
+
+
+_patch = LazyPatch("openai", _wrap, _unwrap)
+
+
 class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces the OpenAI SDK's chat completions, Responses API and embeddings."""
+    """Traces the OpenAI SDK's chat completions, Responses API and embeddings (from its first import)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        for _, module_name, path, kind, is_async in _present():
-            wrap_function_wrapper(module_name, path, (_async_wrapper if is_async else _sync_wrapper)(kind))
+        _patch.enable()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for cls, _, path, _, _ in _present():
-            method = path.split(".", 1)[1]
-            if hasattr(vars(cls).get(method), "__wrapped__"):
-                unwrap(cls, method)
+        _patch.disable()

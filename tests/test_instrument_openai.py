@@ -190,6 +190,13 @@ def test_responses_api_sync_and_streamed(client: openai.OpenAI, server: FakeOpen
     assert streamed.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 8
 
 
+def test_raw_responses_are_read_too(client: openai.OpenAI, spans: InMemorySpanExporter) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert raw.parse().choices[0].message.content == "It is sunny in Paris today."
+    attrs = only_llm_span(spans).attributes
+    assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 12 and attrs[sc.COST_STATUS] == "priced"
+
+
 def test_embeddings(client: openai.OpenAI, spans: InMemorySpanExporter) -> None:
     result = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
     span = only_llm_span(spans)

@@ -94,6 +94,6 @@ class OtelkitConfigurator(_OTelSDKConfigurator):
         super()._configure(**kwargs)
         from opentelemetry import metrics
 
-        from otelkit.instrumentation import durations
+        from otelkit.instrumentation import aggregates
 
-        durations.attach(metrics.get_meter_provider())
+        aggregates.attach(metrics.get_meter_provider())

@@ -1,4 +1,4 @@
-"""The in-process operation-duration histogram and its merge into the SDK's collections."""
+"""otelkit's in-process metrics (operation durations, GenAI tokens/durations/cost) and their merge into collections."""
 
 from __future__ import annotations
 
@@ -13,25 +13,25 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otelkit
 from otelkit import semconv as sc
-from otelkit.instrumentation import durations
+from otelkit.instrumentation import aggregates
 
 
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Attach for this test only: the module state is process-wide."""
-    monkeypatch.setattr(durations, "_attached", False)
-    durations.histogram.reset()
+    monkeypatch.setattr(aggregates, "_attached", False)
+    aggregates._reset_all()
     yield
-    durations.histogram.reset()
+    aggregates._reset_all()
 
 
 def test_buckets_counts_sum_min_max_match_an_independent_computation(isolated: None) -> None:
     rng = random.Random(3)
-    bounds = durations.histogram.bounds
+    bounds = aggregates.operation_durations.bounds
     values = [rng.uniform(0, 0.2) for _ in range(500)] + list(bounds[:5])  # include exact bounds
     for v in values:
-        durations.histogram.record("step", "build", "success", v)
-    (point,) = durations.histogram.metric(123).data.data_points
+        aggregates.operation_durations.record(("step", "build", "success"), v)
+    (point,) = aggregates.operation_durations.metric(123).data.data_points
     expected = [0] * (len(bounds) + 1)
     for v in values:  # OTel explicit buckets: (bounds[i-1], bounds[i]], upper bound inclusive
         expected[next((i for i, b in enumerate(bounds) if v <= b), len(bounds))] += 1
@@ -45,7 +45,7 @@ def test_attached_provider_collects_the_histogram_beside_sdk_metrics(isolated: N
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
     provider.get_meter("app").create_counter("jobs").add(2)
-    assert durations.attach(provider) is True
+    assert aggregates.attach(provider) is True
     for fail in (False, False, True):
         try:
             with otelkit.tool("merge-tool"):
@@ -66,7 +66,7 @@ def test_attached_provider_collects_the_histogram_beside_sdk_metrics(isolated: N
 
 def test_collection_with_no_sdk_metrics_still_carries_the_histogram(isolated: None, spans: InMemorySpanExporter) -> None:
     reader = InMemoryMetricReader()
-    assert durations.attach(MeterProvider(metric_readers=[reader])) is True
+    assert aggregates.attach(MeterProvider(metric_readers=[reader])) is True
     with otelkit.step("lonely"):
         pass
     names = [m.name for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
@@ -74,6 +74,23 @@ def test_collection_with_no_sdk_metrics_still_carries_the_histogram(isolated: No
 
 
 def test_without_an_attachable_provider_the_sdk_instrument_is_used(isolated: None) -> None:
-    assert durations.attach(object()) is False
-    assert durations.attach(MeterProvider()) is False
-    assert durations._attached is False
+    assert aggregates.attach(object()) is False
+    assert aggregates.attach(MeterProvider()) is False
+    assert aggregates._attached is False
+
+
+def test_genai_metrics_are_aggregated_and_collected_when_attached(isolated: None, spans: InMemorySpanExporter) -> None:
+    reader = InMemoryMetricReader()
+    assert aggregates.attach(MeterProvider(metric_readers=[reader])) is True
+    for _ in range(2):
+        with otelkit.llm("gpt-4o-mini", "openai") as call:
+            call.record_usage(input_tokens=1000, output_tokens=100, cost_usd=0.25)
+    aggregates.record_first_chunk("chat", "openai", "gpt-4o-mini", 0.05)
+    by_name = {m.name: m for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    tokens = {p.attributes[sc.GEN_AI_TOKEN_TYPE]: p for p in by_name[sc.METRIC_GEN_AI_TOKEN_USAGE].data.data_points}
+    assert (tokens["input"].count, tokens["input"].sum, tokens["output"].sum) == (2, 2000, 200)
+    (cost,) = by_name[sc.METRIC_GEN_AI_COST].data.data_points
+    assert cost.value == pytest.approx(0.5) and by_name[sc.METRIC_GEN_AI_COST].data.is_monotonic
+    assert cost.attributes == {sc.GEN_AI_OPERATION_NAME: "chat", sc.GEN_AI_PROVIDER_NAME: "openai", sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini"}
+    assert by_name[sc.METRIC_GEN_AI_OPERATION_DURATION].data.data_points[0].count == 2
+    assert by_name[sc.METRIC_GEN_AI_TIME_TO_FIRST_CHUNK].data.data_points[0].sum == pytest.approx(0.05)
