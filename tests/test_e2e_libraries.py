@@ -1,66 +1,24 @@
 """End to end: an unmodified click + jinja2 + openai + anthropic program under ``opentelemetry-instrument``.
 
-The program knows nothing of otelkit: it reads the providers' base URLs and keys from the
-environment, as the SDKs do, and talks to the local fakes this test starts.
+The program (``examples/agent_cli.py``) knows nothing of otelkit: it reads the providers' base
+URLs and keys from the environment, as the SDKs do, and talks to the local fakes this test starts.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from conftest import REPO
 from otelkit.store import connect_for_reading
 from providers.anthropic_server import FakeAnthropicServer
 from providers.openai_server import FakeOpenAIServer
 
-PROGRAM = '''
-import logging
-import sys
-
-import anthropic
-import click
-import jinja2
-import openai
-
-templates = jinja2.Environment(loader=jinja2.DictLoader({"prompt.txt": "Summarize {{ topic }} in one line."}))
-log = logging.getLogger("agent")
-
-
-@click.group()
-def cli():
-    """A small agent CLI."""
-
-
-@cli.command()
-@click.argument("topic")
-@click.option("--api-key-hint", default="none")
-def ask(topic, api_key_hint):
-    prompt = templates.get_template("prompt.txt").render(topic=topic)
-    prompt = templates.get_template("prompt.txt").render(topic=topic)
-    chat = openai.OpenAI(max_retries=0)
-    answer = chat.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
-    for _ in chat.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": prompt}], stream=True):
-        pass
-    claude = anthropic.Anthropic(max_retries=0)
-    claude.messages.create(model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": prompt}])
-    log.warning("asked about %s", topic)
-    click.echo(answer.choices[0].message.content)
-
-
-@cli.command()
-@click.option("--code", type=int, default=3)
-def give_up(code):
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    cli()
-'''
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +35,7 @@ def test_unmodified_agent_cli_is_traced_with_tokens_and_costs(
     tmp_path: Path, subprocess_env: dict[str, str], providers: tuple[FakeOpenAIServer, FakeAnthropicServer]
 ) -> None:
     oai, ant = providers
-    (tmp_path / "agent.py").write_text(textwrap.dedent(PROGRAM))
+    shutil.copy(REPO / "examples" / "agent_cli.py", tmp_path / "agent.py")
     db = tmp_path / "agent.db"
     env = {
         **subprocess_env,
@@ -112,9 +70,9 @@ def test_unmodified_agent_cli_is_traced_with_tokens_and_costs(
     assert ask[1] == "command" and json.loads(ask[10])["otelkit.command.parameters"] == ["api_key_hint", "topic"]
     assert all("sk-secret" not in row[10] for row in rows)
 
-    # jinja2: a compile, then two renders, the second from the cache
+    # jinja2: a compile, then three renders, the later ones from the cache
     renders = by_name["prompt.txt"]
-    assert sorted(json.loads(r[10])["otelkit.template.cache_hit"] for r in renders) == [False, True]
+    assert sorted(json.loads(r[10])["otelkit.template.cache_hit"] for r in renders) == [False, True, True]
     assert len(by_name["compile prompt.txt"]) == 1
 
     # LLM calls: one span each, tokens and cost
