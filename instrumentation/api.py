@@ -158,14 +158,15 @@ class LLMCall(Operation):
         model); a model the table lacks is marked ``otelkit.cost.status=unpriced``, never a
         silent zero. ``estimated`` says the counts were estimated (a stream without usage).
         """
-        span = self.span
+        attributes: dict[str, Any] = {}
+        recording = m.recording()
         for key, tokens, token_type in (
             (sc.GEN_AI_USAGE_INPUT_TOKENS, input_tokens, sc.TOKEN_TYPE_INPUT),
             (sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens, sc.TOKEN_TYPE_OUTPUT),
         ):
             if tokens is not None:
-                span.set_attribute(key, int(tokens))
-                if m.recording():
+                attributes[key] = int(tokens)
+                if recording:
                     aggregates.record_tokens(self.operation, self.provider, self.name, token_type, int(tokens))
         for key, tokens in (
             (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cache_read_tokens),
@@ -173,7 +174,7 @@ class LLMCall(Operation):
             (sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning_tokens),
         ):
             if tokens is not None:
-                span.set_attribute(key, int(tokens))
+                attributes[key] = int(tokens)
         if cost_usd is None and (input_tokens is not None or output_tokens is not None):
             price = pricing.current_table().lookup(self.provider or None, self.response_model or self.name)
             if price is not None:
@@ -181,25 +182,30 @@ class LLMCall(Operation):
                     price, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens
                 )
         if cost_usd is not None:
-            span.set_attribute(sc.GEN_AI_USAGE_COST, float(cost_usd))
+            attributes[sc.GEN_AI_USAGE_COST] = float(cost_usd)
             status = sc.CostStatus.ESTIMATED if estimated else sc.CostStatus.PRICED
-            span.set_attribute(sc.COST_STATUS, status.value)
-            if m.recording():
+            attributes[sc.COST_STATUS] = status.value
+            if recording:
                 aggregates.add_cost(self.operation, self.provider, self.name, float(cost_usd))
         elif input_tokens is not None or output_tokens is not None:
-            span.set_attribute(sc.COST_STATUS, sc.CostStatus.UNPRICED.value)
+            attributes[sc.COST_STATUS] = sc.CostStatus.UNPRICED.value
+        if attributes:
+            self.span.set_attributes(attributes)
 
     def set_response(
         self, model: str | None = None, response_id: str | None = None, finish_reasons: Sequence[str] | None = None
     ) -> None:
         """Record what the provider answered with: the actual model, response id, finish reasons."""
+        attributes: dict[str, Any] = {}
         if model is not None:
             self.response_model = model
-            self.span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, model)
+            attributes[sc.GEN_AI_RESPONSE_MODEL] = model
         if response_id is not None:
-            self.span.set_attribute(sc.GEN_AI_RESPONSE_ID, response_id)
+            attributes[sc.GEN_AI_RESPONSE_ID] = response_id
         if finish_reasons is not None:
-            self.span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, list(finish_reasons))
+            attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = list(finish_reasons)
+        if attributes:
+            self.span.set_attributes(attributes)
 
     def _record_metrics(self, duration_s: float, failed: bool) -> None:
         aggregates.record_gen_ai_duration(self.operation, self.provider, self.name, duration_s)
@@ -250,18 +256,22 @@ class _OperationSpec:
     def _configure(self, handle: Operation) -> None:
         """Hook for handle settings that come from the spec (provider, branches...)."""
 
-    def begin(self) -> Operation | None:
+    def begin(self, attributes: Mapping[str, Any] | None = None) -> Operation | None:
         """Start the operation as this context's current one, for callers that end it themselves
         (instrumentors): pair with :meth:`Operation.detach` and :meth:`Operation.end`. None if
-        otelkit could not start it."""
-        return self._start()
+        otelkit could not start it. ``attributes`` are added to the spec's, at span start."""
+        return self._start(attributes)
 
-    def _start(self) -> Operation | None:
+    def _start(self, extra: Mapping[str, Any] | None = None) -> Operation | None:
         try:
             start_ns = time.time_ns()
             tracer = _tracer if _resolved else _resolve_tracer()
             session_id = baggage.get_baggage(sc.BAGGAGE_SESSION_ID)
-            attributes = self.attributes if session_id is None else {**self.attributes, sc.SESSION_ID: str(session_id)}
+            attributes = self.attributes
+            if extra:
+                attributes = {**attributes, **extra}
+            if session_id is not None:
+                attributes = {**attributes, sc.SESSION_ID: str(session_id)}
             span = tracer.start_span(self.span_name, kind=self.kind, attributes=attributes, start_time=start_ns)
             handle = self.handle_class(span, self.op_type, self.name, start_ns)
             self._configure(handle)

@@ -139,17 +139,15 @@ def begin(info: CallInfo) -> api.LLMCall | None:
         if len(_specs) >= 1024:
             _specs.clear()
         spec = _specs[key] = api.llm(info.model, info.provider, info.operation)
-    handle = spec.begin()
+    attributes = {key_: value for key_, value in info.attributes.items() if value is not None}
+    if info.server_address:
+        attributes[sc.SERVER_ADDRESS] = info.server_address
+    if info.server_port is not None:
+        attributes[sc.SERVER_PORT] = info.server_port
+    handle = spec.begin(attributes)
     if not isinstance(handle, api.LLMCall):
         return None
     span = handle.span
-    if info.server_address:
-        span.set_attribute(sc.SERVER_ADDRESS, info.server_address)
-    if info.server_port is not None:
-        span.set_attribute(sc.SERVER_PORT, info.server_port)
-    for key_, value in info.attributes.items():
-        if value is not None:
-            span.set_attribute(key_, value)
     if capture_content():
         try:
             if info.input_messages is not None:
@@ -171,12 +169,15 @@ def record(handle: api.LLMCall, info: CallInfo, outcome: Outcome, estimated_ok: 
         finish_reasons=outcome.finish_reasons or None,
     )
     span = handle.span
+    extra: dict[str, Any] = {}
     if outcome.requested_tools:
-        span.set_attribute(sc.LLM_REQUESTED_TOOLS, list(outcome.requested_tools))
+        extra[sc.LLM_REQUESTED_TOOLS] = list(outcome.requested_tools)
     if outcome.embedding_dimensions is not None:
-        span.set_attribute(sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, outcome.embedding_dimensions)
+        extra[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = outcome.embedding_dimensions
     if capture_content() and outcome.output_messages:
-        span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, content_json(outcome.output_messages))
+        extra[sc.GEN_AI_OUTPUT_MESSAGES] = content_json(outcome.output_messages)
+    if extra:
+        span.set_attributes(extra)
     if outcome.input_tokens is None and outcome.output_tokens is None:
         if not estimated_ok:
             return
