@@ -9,9 +9,10 @@ post-import hook instead: at once if the module is already imported, else on its
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Collection
 
 import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from otelkit.instrumentation._safety import warn_once
 
@@ -49,3 +50,22 @@ class LazyPatch:
         if self.applied:
             self.applied = False
             self._remove()
+
+
+class PatchingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """A ``BaseInstrumentor`` whose work is its lazy patches: enabled by ``instrument()``,
+    withdrawn by ``uninstrument()``."""
+
+    instruments: ClassVar[tuple[str, ...]] = ()
+    patches: ClassVar[tuple[LazyPatch, ...]] = ()
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return self.instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        for patch in self.patches:
+            patch.enable()
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for patch in self.patches:
+            patch.disable()

@@ -15,16 +15,15 @@ from otelkit's span, whenever the client's own propagation setting would have se
 from __future__ import annotations
 
 import contextvars
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Mapping
 
 from opentelemetry import propagate
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from wrapt import wrap_function_wrapper
 
 from otelkit import semconv as sc
 from otelkit.instrumentation import api, genai
-from otelkit.instrumentation._lazy import LazyPatch
+from otelkit.instrumentation._lazy import LazyPatch, PatchingInstrumentor
 from otelkit.instrumentation._safety import warn_once
 from otelkit.instrumentation.genai import CallInfo, Outcome, as_int, get, text_of
 
@@ -231,6 +230,15 @@ def _complete(handle: api.LLMCall, info: CallInfo, result: Any, is_async: bool) 
     return result
 
 
+def _returned(handle: api.LLMCall, token: Any, exc: BaseException | None = None) -> None:
+    """The request returned (or raised): the SDK may trace again, and the span stops being current
+    here (ended now on an error, when its stream ends otherwise)."""
+    _tracing.reset(token)
+    handle.detach()
+    if exc is not None:
+        handle.end(exc)
+
+
 def _traced_request(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
     handle, info, options, token = _start(instance, args, kwargs)
     if handle is None or info is None:
@@ -239,12 +247,9 @@ def _traced_request(wrapped: Callable[..., Any], instance: Any, args: Any, kwarg
     try:
         result = wrapped(*call_args, **call_kwargs)
     except BaseException as exc:
-        _tracing.reset(token)
-        handle.detach()
-        handle.end(exc)
+        _returned(handle, token, exc)
         raise
-    _tracing.reset(token)
-    handle.detach()
+    _returned(handle, token)
     return _complete(handle, info, result, is_async=False)
 
 
@@ -256,12 +261,9 @@ async def _traced_request_async(wrapped: Callable[..., Any], instance: Any, args
     try:
         result = await wrapped(*call_args, **call_kwargs)
     except BaseException as exc:
-        _tracing.reset(token)
-        handle.detach()
-        handle.end(exc)
+        _returned(handle, token, exc)
         raise
-    _tracing.reset(token)
-    handle.detach()
+    _returned(handle, token)
     return _complete(handle, info, result, is_async=True)
 
 
@@ -294,18 +296,9 @@ def _unwrap() -> None:
         base.start_api_call_span = base.start_api_call_span.__wrapped__
 
 
-_patch = LazyPatch("anthropic", _wrap, _unwrap)
-
-
-class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class AnthropicInstrumentor(PatchingInstrumentor):
     """Traces the Anthropic SDK's Messages calls (one span per call, in place of the SDK's own),
     from the program's first import of ``anthropic``."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
-
-    def _instrument(self, **kwargs: Any) -> None:
-        _patch.enable()
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _patch.disable()
+    instruments = _instruments
+    patches = (LazyPatch("anthropic", _wrap, _unwrap),)

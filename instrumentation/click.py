@@ -17,15 +17,14 @@ from __future__ import annotations
 import contextvars
 import os
 import sys
-from typing import Any, Callable, Collection
+from typing import Any, Callable
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from wrapt import wrap_function_wrapper
 
 from otelkit import semconv as sc
 from otelkit.instrumentation import api
-from otelkit.instrumentation._lazy import LazyPatch
+from otelkit.instrumentation._lazy import LazyPatch, PatchingInstrumentor
 from otelkit.instrumentation._safety import warn_once
 
 _instruments = ("click >= 8.0",)
@@ -203,23 +202,12 @@ def _remove(targets: tuple[tuple[str, str, str, Callable[..., Any]], ...]) -> No
             unwrap(cls, method)
 
 
-_patches = (
-    LazyPatch("click", lambda: _apply(_CLICK_TARGETS), lambda: _remove(_CLICK_TARGETS)),
-    LazyPatch("typer", lambda: _apply(_TYPER_TARGETS), lambda: _remove(_TYPER_TARGETS)),
-)
-
-
-class ClickInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class ClickInstrumentor(PatchingInstrumentor):
     """Traces click and Typer commands: ``main`` as the root, ``invoke`` of each command below
     (from the program's first import of each)."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
-
-    def _instrument(self, **kwargs: Any) -> None:
-        for patch in _patches:
-            patch.enable()
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        for patch in _patches:
-            patch.disable()
+    instruments = _instruments
+    patches = (
+        LazyPatch("click", lambda: _apply(_CLICK_TARGETS), lambda: _remove(_CLICK_TARGETS)),
+        LazyPatch("typer", lambda: _apply(_TYPER_TARGETS), lambda: _remove(_TYPER_TARGETS)),
+    )

@@ -196,6 +196,12 @@ def record(handle: api.LLMCall, info: CallInfo, outcome: Outcome, estimated_ok: 
     )
 
 
+def failed(handle: api.LLMCall, exc: BaseException) -> None:
+    """The call raised: the span stops being current and ends as failed (the caller re-raises)."""
+    handle.detach()
+    handle.end(exc)
+
+
 def finish(handle: api.LLMCall, info: CallInfo, outcome_of: Callable[[], Outcome]) -> None:
     """Record a finished response and end the span; a failure to read it is logged, the span still ends."""
     try:

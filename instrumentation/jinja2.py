@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import contextvars
 import weakref
-from typing import Any, Callable, Collection
+from typing import Any, Callable
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from wrapt import wrap_function_wrapper
 
 from otelkit import semconv as sc
 from otelkit.instrumentation import api
-from otelkit.instrumentation._lazy import LazyPatch
+from otelkit.instrumentation._lazy import LazyPatch, PatchingInstrumentor
 from otelkit.instrumentation._safety import warn_once
 
 _instruments = ("jinja2 >= 3.0",)
@@ -161,22 +160,6 @@ def _render_async_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any,
     return _traced_render_async(wrapped, instance, args, kwargs)
 
 
-class Jinja2Instrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces Jinja2 template compiles and renders (``Template.render`` and ``render_async``),
-    from the program's first import of ``jinja2``."""
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
-
-    def _instrument(self, **kwargs: Any) -> None:
-        _patch.enable()
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _patch.disable()
-        _last_load.set(None)
-        _specs.clear()
-
-
 def _wrap() -> None:
     wrap_function_wrapper("jinja2.environment", "Environment._load_template", _traced_load)
     wrap_function_wrapper("jinja2.environment", "Environment.compile", _traced_compile)
@@ -191,6 +174,13 @@ def _unwrap() -> None:
     unwrap(jinja2.environment.Environment, "compile")
     unwrap(jinja2.environment.Template, "render")
     unwrap(jinja2.environment.Template, "render_async")
+    _last_load.set(None)
+    _specs.clear()
 
 
-_patch = LazyPatch("jinja2", _wrap, _unwrap)
+class Jinja2Instrumentor(PatchingInstrumentor):
+    """Traces Jinja2 template compiles and renders (``Template.render`` and ``render_async``),
+    from the program's first import of ``jinja2``."""
+
+    instruments = _instruments
+    patches = (LazyPatch("jinja2", _wrap, _unwrap),)

@@ -12,16 +12,15 @@ OpenLLMetry) are left to it, so each call has exactly one LLM span.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Collection
+from typing import Any, Callable
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from wrapt import wrap_function_wrapper
 
 from otelkit import semconv as sc
 from otelkit.config import current_policy
 from otelkit.instrumentation import api, genai
-from otelkit.instrumentation._lazy import LazyPatch
+from otelkit.instrumentation._lazy import LazyPatch, PatchingInstrumentor
 from otelkit.instrumentation._safety import warn_once
 from otelkit.instrumentation.genai import CallInfo, Outcome, as_int, get, text_of
 
@@ -96,35 +95,24 @@ def _describe(kind: str, instance: Any, kwargs: dict[str, Any]) -> CallInfo:
         choices = as_int(kwargs.get("n"))
         attributes[sc.GEN_AI_REQUEST_CHOICE_COUNT] = choices if choices not in (None, 1) else None
         messages = kwargs.get("messages")
-        return CallInfo(
-            provider=provider,
-            operation=sc.GEN_AI_OP_CHAT,
-            model=model,
-            server_address=host,
-            server_port=port,
-            streaming=streaming,
-            attributes=attributes,
+        info = CallInfo(
+            provider, sc.GEN_AI_OP_CHAT, model, host, port, streaming, attributes,
             input_text=lambda: "\n".join(text_of(get(msg, "content")) for msg in messages or ()),
             input_messages=lambda: _chat_messages(messages),
-        )
+        )  # fmt: skip
+        return info
     attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = as_int(kwargs.get("max_output_tokens"))
     request_input = kwargs.get("input")
     instructions = kwargs.get("instructions")
     return CallInfo(
-        provider=provider,
-        operation=sc.GEN_AI_OP_CHAT,
-        model=model,
-        server_address=host,
-        server_port=port,
-        streaming=streaming,
-        attributes=attributes,
+        provider, sc.GEN_AI_OP_CHAT, model, host, port, streaming, attributes,
         input_text=lambda: "\n".join(
             filter(None, [text_of(instructions), request_input if isinstance(request_input, str) else
                           "\n".join(text_of(get(item, "content")) for item in request_input or ())])
-        ),  # fmt: skip
+        ),
         input_messages=lambda: _responses_input(request_input),
         system_instructions=(lambda: [{"type": "text", "content": instructions}]) if isinstance(instructions, str) else None,
-    )
+    )  # fmt: skip
 
 
 def _number(value: Any) -> float | None:
@@ -343,8 +331,7 @@ def _sync_wrapper(kind: str) -> Callable[..., Any]:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            handle.detach()
-            handle.end(exc)
+            genai.failed(handle, exc)
             raise
         handle.detach()
         return _complete(kind, handle, info, result, is_async=False)
@@ -360,8 +347,7 @@ def _async_wrapper(kind: str) -> Callable[..., Any]:
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            handle.detach()
-            handle.end(exc)
+            genai.failed(handle, exc)
             raise
         handle.detach()
         return _complete(kind, handle, info, result, is_async=True)
@@ -412,17 +398,8 @@ def _unwrap() -> None:
             unwrap(cls, method)
 
 
-_patch = LazyPatch("openai", _wrap, _unwrap)
-
-
-class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class OpenAIInstrumentor(PatchingInstrumentor):
     """Traces the OpenAI SDK's chat completions, Responses API and embeddings (from its first import)."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
-
-    def _instrument(self, **kwargs: Any) -> None:
-        _patch.enable()
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _patch.disable()
+    instruments = _instruments
+    patches = (LazyPatch("openai", _wrap, _unwrap),)
