@@ -19,6 +19,14 @@ from typing import Any, Mapping
 
 import yaml
 
+from otelkit.alert_settings import AlertSettings
+from otelkit.config_errors import ConfigError
+from otelkit.enrich_settings import EnrichSettings
+from otelkit.sampling_settings import SamplingSettings
+from otelkit.sanitize_settings import SanitizeSettings
+
+__all__ = ["ConfigError", "Policy", "current_policy", "load_policy", "parse_policy", "reset_policy_cache"]
+
 ENV_CONFIG = "OTELKIT_CONFIG"
 ENV_SQLITE_PATH = "OTELKIT_SQLITE_PATH"
 ENV_AUTOWRAP = "OTELKIT_AUTOWRAP"
@@ -27,10 +35,6 @@ ENV_GENAI_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_METRICS = "OTELKIT_METRICS"
 DEFAULT_SQLITE_PATH = "./otelkit.db"
 TOKENIZERS = ("auto", "tiktoken", "estimate")
-
-
-class ConfigError(ValueError):
-    """A policy file or setting that cannot be used; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ class Policy:
     store: StoreSettings = field(default_factory=StoreSettings)
     instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    sanitize: SanitizeSettings = field(default_factory=SanitizeSettings)
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def _where(node: yaml.Node | None) -> str:

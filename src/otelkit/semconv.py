@@ -110,6 +110,9 @@ COST_STATUS: Final = "otelkit.cost.status"
 ERROR_CATEGORY: Final = "otelkit.error.category"
 PERFORMANCE_CATEGORY: Final = "otelkit.performance.category"
 SAMPLE_RATE: Final = "otelkit.sample.rate"
+SANITIZE_REDACTED: Final = "otelkit.sanitize.redacted"  # how many values were scrubbed
+SANITIZE_RULES: Final = "otelkit.sanitize.rules"  # which rules scrubbed them (names, never values)
+PROCESS_MEMORY_RSS: Final = "otelkit.process.memory.rss"  # bytes, at the end of a command or step
 
 
 class CostStatus(str, Enum):
