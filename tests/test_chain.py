@@ -112,3 +112,70 @@ def test_the_distro_chain_prices_before_export(tmp_path: Any) -> None:
     provider.shutdown()
     conn = connect_for_reading(str(tmp_path / "c.db"))
     assert conn.execute("SELECT cost_status, round(cost_usd, 6) FROM spans").fetchone() == ("priced", 6.0)
+
+
+def test_one_chain_feeds_every_exporter_and_runs_each_span_once(tmp_path: Any) -> None:
+    from otelkit.processors.chain import chain_processors
+
+    seen: list[str] = []
+
+    def count(span: ReadableSpan) -> ReadableSpan:
+        seen.append(span.name)
+        return span
+
+    first, second = InMemorySpanExporter(), InMemorySpanExporter()
+    feed = chain_processors([count, CostStage()], SimpleSpanProcessor)
+    provider = TracerProvider()
+    provider.add_span_processor(feed(first))
+    provider.add_span_processor(feed(second))
+    with provider.get_tracer("t").start_as_current_span("chat", attributes=_usage()):
+        pass
+    provider.shutdown()
+    assert seen == ["chat"]
+    assert [s.attributes[sc.COST_STATUS] for s in first.get_finished_spans()] == ["priced"]
+    assert [s.attributes[sc.COST_STATUS] for s in second.get_finished_spans()] == ["priced"]
+
+
+class HoldUntilFlush:
+    """A stage that holds every span and releases them all on flush (as a tail sampler does)."""
+
+    __name__ = "hold"
+
+    def __init__(self) -> None:
+        self.held: list[ReadableSpan] = []
+
+    def __call__(self, span: ReadableSpan) -> None:
+        self.held.append(span)
+        return None
+
+    def flush(self) -> list[ReadableSpan]:
+        released, self.held = self.held, []
+        return released
+
+
+def test_held_spans_are_released_through_later_stages_on_flush_and_shutdown() -> None:
+    exporter = InMemorySpanExporter()
+    hold = HoldUntilFlush()
+    chain = SpanChain([hold, CostStage()], SimpleSpanProcessor(exporter))
+    provider = TracerProvider()
+    provider.add_span_processor(chain)
+    for _ in range(2):
+        with provider.get_tracer("t").start_as_current_span("chat", attributes=_usage()):
+            pass
+    assert exporter.get_finished_spans() == ()
+    provider.force_flush()
+    assert [s.attributes[sc.COST_STATUS] for s in exporter.get_finished_spans()] == ["priced", "priced"]
+    with provider.get_tracer("t").start_as_current_span("late", attributes=_usage()):
+        pass
+    provider.shutdown()
+    assert len(exporter.get_finished_spans()) == 3
+
+
+def test_a_stage_may_release_several_spans_at_once() -> None:
+    exporter = InMemorySpanExporter()
+    chain = SpanChain([lambda span: [span, with_attributes(span, {"copy": True})]], SimpleSpanProcessor(exporter))
+    provider = TracerProvider()
+    provider.add_span_processor(chain)
+    with provider.get_tracer("t").start_as_current_span("s"):
+        pass
+    assert [dict(s.attributes) for s in exporter.get_finished_spans()] == [{}, {"copy": True}]

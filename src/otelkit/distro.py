@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otelkit.config import Policy, current_policy
-from otelkit.processors.chain import SpanChain, Stage
+from otelkit.processors.chain import Stage, chain_processors
 
 DEFAULT_ENVIRONMENT = {
     "OTEL_TRACES_EXPORTER": "sqlite",
@@ -63,13 +63,9 @@ def chain_stages(policy: Policy) -> list[Stage]:
 
 
 def export_span_processor(policy: Policy) -> Callable[[SpanExporter], SpanProcessor]:
-    """How each configured exporter is fed: the processor chain, then a batching processor."""
-    stages = chain_stages(policy)
-
-    def feed(exporter: SpanExporter) -> SpanProcessor:
-        return SpanChain(stages, _batch_processor(exporter))
-
-    return feed
+    """How each configured exporter is fed: one processor chain shared by all of them (each
+    span passes the stages once), then a batching processor per exporter."""
+    return chain_processors(chain_stages(policy), _batch_processor)
 
 
 class OtelkitDistro(BaseDistro):  # type: ignore[misc]
