@@ -14,7 +14,7 @@ from otelkit import semconv as sc
 from otelkit.config import Policy
 from otelkit.distro import chain_stages, export_span_processor
 from otelkit.processors.chain import SpanChain, with_attributes
-from otelkit.processors.enrich import CostStage
+from otelkit.processors.enrich import CostStage, EnrichStage
 
 
 def _run(stages: list[Any], attributes: dict[str, Any]) -> list[ReadableSpan]:
@@ -104,7 +104,7 @@ def test_the_distro_chain_prices_before_export(tmp_path: Any) -> None:
     from otelkit.exporters.sqlite import SQLiteSpanExporter
     from otelkit.store import connect_for_reading
 
-    assert any(isinstance(stage, CostStage) for stage in chain_stages(Policy()))
+    assert any(isinstance(stage, EnrichStage) for stage in chain_stages(Policy()))
     provider = TracerProvider()
     provider.add_span_processor(export_span_processor(Policy())(SQLiteSpanExporter(str(tmp_path / "c.db"))))
     with provider.get_tracer("t").start_as_current_span("chat", attributes=_usage()):

@@ -57,9 +57,9 @@ def _batch_processor(exporter: SpanExporter) -> SpanProcessor:
 
 def chain_stages(policy: Policy) -> list[Stage]:
     """The processor chain's stages, in order, for ``policy``."""
-    from otelkit.processors.enrich import CostStage
+    from otelkit.processors.enrich import EnrichStage
 
-    return [CostStage()]
+    return [EnrichStage.from_policy(policy)]
 
 
 def export_span_processor(policy: Policy) -> Callable[[SpanExporter], SpanProcessor]:
