@@ -7,6 +7,10 @@ on stderr with exit code 2 (usage errors) or the error's own code.
 
 from __future__ import annotations
 
+import dataclasses
+import getpass
+import io
+import json
 import shutil
 import sqlite3
 import sys
@@ -18,13 +22,17 @@ from typing import Any, Iterator, Sequence
 import click
 from rich.console import Console
 from rich.progress import Progress
+from rich.table import Table
+from rich.text import Text
 
 from otelkit import __version__
+from otelkit.alert_settings import Selector
 from otelkit.config import ConfigError, load_policy
 from otelkit.pricing import load_table
 from otelkit.report import PeriodError, build_report, parse_period, render_json, render_table
 from otelkit.report.reprice import reprice
-from otelkit.store import StoreError, connect_for_reading, connect_for_writing
+from otelkit.processors.alert_rules import describe as describe_rule
+from otelkit.store import StoreError, StoreWriter, connect_for_reading, connect_for_writing
 
 
 class InputError(click.ClickException):
@@ -200,6 +208,252 @@ def _reprice_store(path: str, since_ns: int | None) -> None:
         f"{result.changed:,} changed, {result.unpriced:,} unpriced",
         err=True,
     )
+
+
+# --- otelkit alerts ------------------------------------------------------------------------
+
+_ALERT_FIELDS = (
+    "id", "rule", "kind", "severity", "state", "group_key", "started_ns", "fired_ns", "resolved_ns",
+    "value", "threshold", "message", "trace_id", "span_id", "notifications", "acknowledged_at",
+    "acknowledged_by",
+)  # fmt: skip
+
+
+@cli.group(cls=OtelkitGroup)
+def alerts() -> None:
+    """Alerts raised by the policy's rules: list them, acknowledge them, show the rules."""
+
+
+def _read_alerts(conn: sqlite3.Connection, state: str, since_ns: int | None) -> list[dict[str, Any]]:
+    """Stored alerts, newest first (none from a store written before alerting existed)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alerts'").fetchone() is None:
+        return []
+    where, params = [], []
+    if state != "all":
+        where.append("state = ?")
+        params.append(state)
+    if since_ns is not None:
+        where.append("started_ns >= ?")
+        params.append(since_ns)
+    sql = f"SELECT {', '.join(_ALERT_FIELDS)} FROM alerts"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY started_ns DESC, id DESC"
+    return [dict(zip(_ALERT_FIELDS, row)) for row in conn.execute(sql, params)]
+
+
+def _utc(ns: int | None) -> str:
+    return "-" if ns is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ns / 1e9))
+
+
+def _alert_value(kind: str, value: float | None) -> str:
+    """A value in its rule's unit: ms for durations, % for rates, $ for cost, counts otherwise."""
+    if value is None:
+        return "-"
+    if kind in ("latency", "percentile"):
+        return f"{value:,.1f} ms"
+    if kind in ("error_rate", "success_rate"):
+        return f"{value:.1%}"
+    if kind == "daily_cost":
+        return f"${value:,.4f}"
+    return f"{value:,.0f}"
+
+
+def _print_tables(*renderables: Any) -> None:
+    """Rich tables on a terminal; plain text, without trailing blanks, into a pipe or file."""
+    color = sys.stdout.isatty()
+    console = Console(
+        file=io.StringIO(),
+        force_terminal=color,
+        no_color=not color,
+        color_system="auto" if color else None,
+        width=shutil.get_terminal_size().columns if color else 10_000,
+        highlight=False,
+        emoji=False,
+    )
+    for renderable in renderables:
+        console.print(renderable)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    click.echo(text if color else "".join(line.rstrip() + "\n" for line in text.splitlines()), nl=False)
+
+
+@alerts.command(name="list")
+@click.option(
+    "--db",
+    metavar="PATH",
+    default=None,
+    help="The otelkit store to read.  [default: $OTELKIT_SQLITE_PATH, else ./otelkit.db]",
+)
+@click.option(
+    "--state",
+    type=click.Choice(["firing", "resolved", "all"]),
+    default="all",
+    show_default=True,
+    help="Which alerts: still firing, resolved, or both.",
+)
+@click.option(
+    "--period",
+    default="all",
+    show_default=True,
+    help="Only alerts that started within it: all, or a number with unit m, h, d or w (90m, 24h, 7d, 2w).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+def list_alerts(db: str | None, state: str, period: str, output_format: str) -> None:
+    """Stored alerts, newest first: one row per alert, updated as it repeats and resolves.
+
+    An alert still firing in a program that has exited stays firing; acknowledge it with
+    'otelkit alerts ack ID'.
+
+    \b
+    JSON (--format json): {"alerts": [{id, rule, kind, severity, state, group_key, started_ns,
+    fired_ns, resolved_ns, value, threshold, message, trace_id, span_id, notifications,
+    acknowledged_at, acknowledged_by}]}; times are Unix nanoseconds.
+    """
+    try:
+        window = parse_period(period)
+    except PeriodError as exc:
+        raise InputError(str(exc)) from None
+    path = store_path(db)
+    try:
+        conn = connect_for_reading(path)
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        rows = _read_alerts(conn, state, window.since_ns())
+    except sqlite3.Error as exc:
+        raise InputError(f"{path}: cannot read the store: {exc}") from None
+    finally:
+        conn.close()
+    if output_format == "json":
+        click.echo(json.dumps({"alerts": rows}, indent=2))
+        return
+    which = "" if state == "all" else f"{state} "
+    if not rows:
+        click.echo(f"no {which}alerts in {window.description}")
+        return
+    table = Table(title=f"otelkit alerts ({which or 'all '}in {window.description}), newest first", title_justify="left")
+    headers = ("ID", "State", "Severity", "Rule", "Group", "Started", "Value", "Threshold", "Message", "Trace", "Acknowledged")
+    for header in headers:
+        table.add_column(header, justify="right" if header in ("ID", "Value", "Threshold") else "left")
+    for row in rows:
+        acknowledged = f"{row['acknowledged_by']} {_utc(row['acknowledged_at'])}" if row["acknowledged_at"] else "-"
+        cells = (
+            str(row["id"]), row["state"], row["severity"], row["rule"], row["group_key"] or "-",
+            _utc(row["started_ns"]), _alert_value(row["kind"], row["value"]),
+            _alert_value(row["kind"], row["threshold"]), row["message"], row["trace_id"] or "-", acknowledged,
+        )  # fmt: skip
+        table.add_row(*(Text(cell) for cell in cells))
+    _print_tables(table)
+
+
+@alerts.command()
+@click.argument("alert_id", metavar="ID", type=int)
+@click.option("--by", default=None, help="Who acknowledges it.  [default: the current user]")
+@click.option(
+    "--db",
+    metavar="PATH",
+    default=None,
+    help="The otelkit store.  [default: $OTELKIT_SQLITE_PATH, else ./otelkit.db]",
+)
+def ack(alert_id: int, by: str | None, db: str | None) -> None:
+    """Acknowledge alert ID (from 'otelkit alerts list'): record who and when, once."""
+    if by is None:
+        try:
+            by = getpass.getuser()
+        except (KeyError, OSError):
+            by = "unknown"
+    if not by.strip():
+        raise InputError("--by: expected a name")
+    path = store_path(db)
+    try:
+        connect_for_reading(path).close()
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+    now_ns = time.time_ns()
+    writer = StoreWriter(path)
+    try:
+        result = writer.acknowledge_alert(alert_id, by, now_ns)
+    except (StoreError, sqlite3.Error) as exc:
+        raise InputError(f"{path}: cannot acknowledge: {exc}") from None
+    finally:
+        writer.close()
+    if result is None:
+        raise InputError(f"no alert with id {alert_id} in {path}")
+    rule, who, when = result
+    if when == now_ns and who == by:
+        click.echo(f"otelkit: acknowledged alert {alert_id} ({rule}) as {by}")
+    else:
+        click.echo(f"otelkit: alert {alert_id} ({rule}) was already acknowledged by {who} at {_utc(when)}")
+
+
+def _selection(select: Selector) -> str:
+    parts = [
+        f"{name}={getattr(select, name)}"
+        for name in ("operation_type", "name", "model", "agent")
+        if getattr(select, name) is not None
+    ]
+    parts.extend(select.attributes)
+    return " ".join(parts) or "all spans"
+
+
+@alerts.command()
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+def rules(output_format: str) -> None:
+    """The effective alert rules of the policy ($OTELKIT_CONFIG), every default filled in, and where alerts go.
+
+    Webhooks are shown by host only: their URLs often carry a secret.
+    """
+    try:
+        policy = load_policy()
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
+    settings = policy.alerts
+    webhooks = [
+        {"host": hook.host, "format": hook.format, "timeout_s": hook.timeout_s, "max_retries": hook.max_retries,
+         "backoff_s": hook.backoff_s, "queue_size": hook.queue_size,
+         "headers": [name for name, _ in hook.header_pairs()]}
+        for hook in settings.webhooks
+    ]  # fmt: skip
+    store = policy.store.path if settings.store else None
+    if output_format == "json":
+        document = {
+            "enabled": settings.enabled,
+            "rules": [{**dataclasses.asdict(rule), "condition": describe_rule(rule)} for rule in settings.rules],
+            "sinks": {"log": settings.log, "store": store, "webhooks": webhooks},
+            "max_groups": settings.max_groups,
+            "shutdown_timeout_s": settings.shutdown_timeout_s,
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+    if not settings.rules:
+        click.echo("no alert rules in the policy (add them under alerts.rules)")
+        return
+    table = Table(title="Alert rules" + ("" if settings.enabled else " (disabled: alerts.enabled is false)"), title_justify="left")
+    for header in ("Name", "Kind", "Severity", "Fires when", "Spans", "Group by", "After", "Repeat every"):
+        table.add_column(header)
+    for rule in settings.rules:
+        cells = (
+            rule.name, rule.kind, rule.severity, describe_rule(rule), _selection(rule.select),
+            ",".join(rule.group_by) or "-", f"{rule.occurrences}x", f"{rule.min_interval_s:g} s",
+        )  # fmt: skip
+        table.add_row(*(Text(cell) for cell in cells))
+    sinks = (["log (otelkit.alerts)"] if settings.log else []) + ([f"store {store}"] if store else [])
+    sinks += [f"webhook {hook['host']} ({hook['format']})" for hook in webhooks]
+    _print_tables(table, Text(f"alerts go to: {', '.join(sinks) or 'nowhere (log, store and webhooks are off)'}"))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -57,9 +57,14 @@ def _batch_processor(exporter: SpanExporter) -> SpanProcessor:
 
 def chain_stages(policy: Policy) -> list[Stage]:
     """The processor chain's stages, in order, for ``policy``."""
+    from otelkit.processors.alerting import AlertStage
     from otelkit.processors.enrich import EnrichStage
 
-    return [EnrichStage.from_policy(policy)]
+    stages: list[Stage] = [EnrichStage.from_policy(policy)]
+    alerting = AlertStage.from_policy(policy)  # its store sink writes to policy.store.path
+    if alerting.active:  # no rules, or alerts.enabled false: not in the chain at all
+        stages.append(alerting)
+    return stages
 
 
 def export_span_processor(policy: Policy) -> Callable[[SpanExporter], SpanProcessor]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from otelkit import semconv as sc
 
 APPLICATION_ID = 0x6F746B31  # "otk1": identifies an otelkit store among SQLite files
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreError(RuntimeError):
@@ -149,8 +149,35 @@ _DERIVED = {
 }
 _V1 = _V1_TEMPLATE.format(**_DERIVED)
 
+# Version 2: the alerting stage's alerts, one row per alert (``uid`` is the engine's id, so
+# repeats and the resolution update the row their firing inserted). Alerts are few; the
+# index serves ``otelkit alerts list`` (by state, newest first).
+_V2 = """
+CREATE TABLE alerts (
+    id              INTEGER PRIMARY KEY,
+    uid             TEXT NOT NULL UNIQUE,
+    rule            TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    severity        TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    group_key       TEXT NOT NULL DEFAULT '',
+    started_ns      INTEGER NOT NULL,
+    fired_ns        INTEGER NOT NULL,
+    resolved_ns     INTEGER,
+    value           REAL,
+    threshold       REAL,
+    message         TEXT NOT NULL,
+    trace_id        TEXT,
+    span_id         TEXT,
+    notifications   INTEGER NOT NULL DEFAULT 1,
+    acknowledged_at INTEGER,
+    acknowledged_by TEXT
+);
+CREATE INDEX alerts_by_state ON alerts (state, started_ns);
+"""
+
 # MIGRATIONS[v] takes a store at version v to v + 1; version 0 is a new, empty file.
-MIGRATIONS: dict[int, str] = {0: _V1}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
 
 
 def _pragmas(conn: sqlite3.Connection, busy_timeout_ms: int, cache_size_mib: int) -> None:

@@ -39,12 +39,28 @@ LOG_COLUMNS: tuple[str, ...] = (
     "session_id", "attributes",
 )  # fmt: skip
 
+ALERT_COLUMNS: tuple[str, ...] = (
+    "uid", "rule", "kind", "severity", "state", "group_key", "started_ns", "fired_ns",
+    "resolved_ns", "value", "threshold", "message", "trace_id", "span_id", "notifications",
+)  # fmt: skip
+
 
 _SPAN_PREFIX = f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES "
 _EVENT_PREFIX = f"INSERT INTO span_events ({', '.join(EVENT_COLUMNS)}) VALUES "
 _METRIC_PREFIX = f"INSERT INTO metric_points ({', '.join(METRIC_COLUMNS)}) VALUES "
 _LOG_PREFIX = f"INSERT INTO log_records ({', '.join(LOG_COLUMNS)}) VALUES "
 _MAX_CHUNK = 1024
+# One row per alert: a repeat updates the firing details, a resolution only the state and
+# time (the row keeps what fired); a resolution whose firing never arrived inserts the row.
+_ALERT_UPSERT = (
+    f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) VALUES ({', '.join('?' * len(ALERT_COLUMNS))}) "
+    "ON CONFLICT (uid) DO UPDATE SET state = excluded.state, resolved_ns = excluded.resolved_ns, "
+    "notifications = max(notifications, excluded.notifications), "
+    + ", ".join(
+        f"{column} = CASE WHEN excluded.state = 'firing' THEN excluded.{column} ELSE {column} END"
+        for column in ("fired_ns", "value", "threshold", "message", "trace_id", "span_id")
+    )
+)
 
 
 def _chunks(count: int, width: int, limit: int) -> Iterator[int]:
@@ -206,6 +222,27 @@ class StoreWriter:
     def write_log_records(self, rows: Sequence[Sequence[Any]]) -> int:
         """Store log records (see :data:`LOG_COLUMNS`) in one transaction."""
         return self._write_plain(_LOG_PREFIX, len(LOG_COLUMNS), rows)
+
+    def write_alerts(self, rows: Sequence[Sequence[Any]]) -> int:
+        """Store alert events (see :data:`ALERT_COLUMNS`) in one transaction, in order: an
+        event for a ``uid`` already stored updates its row."""
+        if rows:
+            with self._transaction() as conn:
+                conn.executemany(_ALERT_UPSERT, rows)
+        return len(rows)
+
+    def acknowledge_alert(self, alert_id: int, by: str, at_ns: int) -> tuple[str, str | None, int | None] | None:
+        """Mark alert ``alert_id`` acknowledged unless it already is; returns its rule and who
+        acknowledged it when (the earlier acknowledgement, if any), or None if there is no such alert."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at IS NULL",
+                (at_ns, by, alert_id),
+            )
+            row = conn.execute(
+                "SELECT rule, acknowledged_by, acknowledged_at FROM alerts WHERE id = ?", (alert_id,)
+            ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
 
     def close(self) -> None:
         """Close this process's connection; later writes reopen it."""
