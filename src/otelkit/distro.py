@@ -60,10 +60,15 @@ def chain_stages(policy: Policy) -> list[Stage]:
     from otelkit.processors.alerting import AlertStage
     from otelkit.processors.enrich import EnrichStage
 
+    from otelkit.processors.tail_sampling import tail_stage
+
     stages: list[Stage] = [EnrichStage.from_policy(policy)]
     alerting = AlertStage.from_policy(policy)  # its store sink writes to policy.store.path
     if alerting.active:  # no rules, or alerts.enabled false: not in the chain at all
         stages.append(alerting)
+    tail = tail_stage(policy)
+    if tail is not None:  # last: whole-trace decisions on finished, enriched, scrubbed spans
+        stages.append(tail)
     return stages
 
 
@@ -89,7 +94,10 @@ class OtelkitConfigurator(_OTelSDKConfigurator):
     """Builds the SDK (providers, exporters from ``OTEL_*_EXPORTER``) with otelkit's processors."""
 
     def _configure(self, **kwargs: Any) -> None:
+        from otelkit.processors.sampling import sampler_for_environment
+
         policy = current_policy()
+        kwargs.setdefault("sampler", sampler_for_environment(policy))  # None: OTEL_TRACES_SAMPLER decides
         kwargs.setdefault("span_processors", span_processors(policy))
         kwargs.setdefault("export_span_processor", export_span_processor(policy))
         super()._configure(**kwargs)

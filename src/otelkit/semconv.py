@@ -160,3 +160,12 @@ def operation_type_of(attributes: "dict[str, object] | None") -> str | None:
         mapped = GEN_AI_OPERATION_TYPES.get(gen_ai_op)
         return mapped.value if mapped else None
     return None
+
+# --- sanitize
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+
+# --- sampling ------------------------------------------------------------------------------
+# The OpenTelemetry entry of the W3C tracestate: the consistent-sampling threshold (th) and
+# randomness (rv). SAMPLE_RATE above is the span's adjusted count, 1 / its probability of
+# having been kept (10.0 for 10%; 1.0 when nothing was sampled away): the report's weight.
+TRACESTATE_OT: Final = "ot"

@@ -2,6 +2,8 @@
 
 The document is plain dicts, lists, numbers and None so it serializes as-is and every renderer
 (table, JSON, the HTML report) reads the same keys; :mod:`otelkit.report` documents the shape.
+Counts are estimates weighted by each span's sample rate (:mod:`otelkit.report.query`),
+rounded to whole numbers so their type stays ``int``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ def _percentile_fields(stats: DurationStats) -> dict[str, float | None]:
     return {f"p{p}_ms": stats.percentiles_ms.get(p) for p in PERCENTILES}
 
 
-def _operation(op: OperationStats, total_ns: int) -> dict[str, Any]:
+def _operation(op: OperationStats, total_ns: float) -> dict[str, Any]:
     return {
         "type": op.type,
         "name": op.name,
-        "count": op.stats.count,
+        "count": round(op.stats.count),
         "success_rate": op.stats.success_rate,
         **_percentile_fields(op.stats),
         "time_share": op.stats.total_ns / total_ns if total_ns else None,
@@ -42,15 +44,15 @@ def build_report(conn: sqlite3.Connection, period: Period | str, now_ns: int | N
     operations.sort(key=_slowest_first)
     return {
         "summary": {
-            "spans": stats.overall.count,
-            "traces": stats.traces,
+            "spans": round(stats.overall.count),
+            "traces": round(stats.traces),
             "sessions": stats.sessions,
             "success_rate": stats.overall.success_rate,
             **_percentile_fields(stats.overall),
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
+            "input_tokens": round(usage.input_tokens),
+            "output_tokens": round(usage.output_tokens),
             "cost_usd": usage.cost_usd,
-            "unpriced_llm_calls": usage.unpriced_calls,
+            "unpriced_llm_calls": round(usage.unpriced_calls),
         },
         "operations": operations,
     }
