@@ -155,8 +155,9 @@ def report(db: str | None, period: str, output_format: str, output: str | None, 
     operation's summed duration over all operations' (0..1); an empty period gives
     spans 0, null rates and percentiles, and no operations.
 
-    Percentiles are exact over every span, by linear interpolation between closest ranks
-    (type 7: numpy's default, statistics.quantiles(method="inclusive")).
+    Counts, totals and percentiles are weighted by each span's sample rate (exact when nothing
+    was sampled). Percentiles interpolate linearly between closest ranks (type 7: numpy's
+    default, statistics.quantiles(method="inclusive")), a span of weight w counting w times.
     """
     try:
         window = parse_period(period)
