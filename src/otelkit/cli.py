@@ -156,7 +156,7 @@ def report(db: str | None, period: str, output_format: str, output: str | None, 
     spans 0, null rates and percentiles, and no operations.
 
     Counts, totals and percentiles are weighted by each span's sample rate (exact when nothing
-    was sampled). Percentiles interpolate linearly between closest ranks (type 7: numpy's
+    was sampled). Percentiles use linear interpolation between closest ranks (type 7: numpy's
     default, statistics.quantiles(method="inclusive")), a span of weight w counting w times.
     """
     try:

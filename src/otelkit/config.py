@@ -113,8 +113,8 @@ def _scalar(node: yaml.Node, key: str, kind: type) -> Any:
     value = yaml.safe_load(yaml.serialize(node))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
+    if kind is str and isinstance(value, (int, float)):
+        value = str(node.value)  # as written: `preset: off` is the word off, not YAML's false
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected a {kind.__name__}, got {value!r}{_where(node)}")
     return value

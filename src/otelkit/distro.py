@@ -60,9 +60,13 @@ def chain_stages(policy: Policy) -> list[Stage]:
     from otelkit.processors.alerting import AlertStage
     from otelkit.processors.enrich import EnrichStage
 
+    from otelkit.processors.sanitize import SanitizeStage
     from otelkit.processors.tail_sampling import tail_stage
 
     stages: list[Stage] = [EnrichStage.from_policy(policy)]
+    sanitize = SanitizeStage.from_policy(policy)
+    if sanitize.active:  # preset "off": not in the chain at all
+        stages.append(sanitize)
     alerting = AlertStage.from_policy(policy)  # its store sink writes to policy.store.path
     if alerting.active:  # no rules, or alerts.enabled false: not in the chain at all
         stages.append(alerting)
@@ -95,11 +99,13 @@ class OtelkitConfigurator(_OTelSDKConfigurator):
 
     def _configure(self, **kwargs: Any) -> None:
         from otelkit.processors.sampling import sampler_for_environment
+        from otelkit.processors.sanitize import export_log_record_processor
 
         policy = current_policy()
         kwargs.setdefault("sampler", sampler_for_environment(policy))  # None: OTEL_TRACES_SAMPLER decides
         kwargs.setdefault("span_processors", span_processors(policy))
         kwargs.setdefault("export_span_processor", export_span_processor(policy))
+        kwargs.setdefault("export_log_record_processor", export_log_record_processor(policy))
         super()._configure(**kwargs)
         from opentelemetry import metrics
 
