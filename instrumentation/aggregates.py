@@ -238,23 +238,34 @@ def _merged(data: MetricsData, metrics: list[Metric], resource: Any) -> MetricsD
     return MetricsData(resource_metrics=resource_metrics)
 
 
-def _merging_collect(original: Callable[..., Any], resource: Any) -> Callable[..., Any]:
-    """A reader's collect callback that adds otelkit's local metrics to what the SDK collected."""
+Transform = Callable[[MetricsData], MetricsData]
+
+
+def _merging_collect(original: Callable[..., Any], resource: Any, transform: Transform | None) -> Callable[..., Any]:
+    """A reader's collect callback that adds otelkit's local metrics to what the SDK collected,
+    then applies ``transform`` (the sanitizer's) to the whole collection."""
 
     def collect(reader: Any, timeout_millis: float = 10_000) -> MetricsData | None:
         data = original(reader, timeout_millis=timeout_millis)
         now = time_ns()
         metrics = [metric for local in _LOCAL if (metric := local.metric(now)) is not None]
-        if not metrics:
-            return data
-        return _merged(data if data is not None else MetricsData(resource_metrics=[]), metrics, resource)
+        if metrics:
+            data = _merged(data if data is not None else MetricsData(resource_metrics=[]), metrics, resource)
+        if transform is not None and data is not None:
+            try:
+                data = transform(data)
+            except Exception as exc:  # never export what could not be scrubbed
+                _log.error("otelkit: could not scrub metrics (%s); this collection is not exported", type(exc).__name__)
+                return MetricsData(resource_metrics=[])
+        return data
 
     collect.__otelkit_merging__ = True  # type: ignore[attr-defined]
     return collect
 
 
-def attach(provider: Any) -> bool:
-    """Merge otelkit's local metrics into every collection of ``provider``'s readers.
+def attach(provider: Any, transform: Transform | None = None) -> bool:
+    """Merge otelkit's local metrics into every collection of ``provider``'s readers (and apply
+    ``transform`` to each collection).
 
     Relies on two SDK attributes (``MeterProvider._metric_readers`` and a reader's ``_collect``
     callback); when they are missing, nothing changes and records use the SDK instruments.
@@ -266,6 +277,6 @@ def attach(provider: Any) -> bool:
         return False
     for reader in readers:
         if not getattr(reader._collect, "__otelkit_merging__", False):
-            reader._collect = _merging_collect(reader._collect, resource)
+            reader._collect = _merging_collect(reader._collect, resource, transform)
     _attached = True
     return True

@@ -70,15 +70,12 @@ SAFE_KEYS: frozenset[str] = frozenset(
         sc.GEN_AI_TOKEN_TYPE,
         sc.ERROR_TYPE,
         sc.OPERATION_TYPE,
-        sc.OPERATION_NAME,
         sc.OPERATION_OUTCOME,
-        sc.STEP_TYPE,
         sc.TEMPLATE_CACHE_HIT,
         sc.TEMPLATE_PHASE,
         sc.TEMPLATE_OUTPUT_SIZE,
         sc.TOKENS_ESTIMATED_BY,
         sc.CONDITION_RESULT,
-        sc.CONDITION_BRANCH,
         sc.COST_STATUS,
         sc.ERROR_CATEGORY,
         sc.PERFORMANCE_CATEGORY,
@@ -134,9 +131,15 @@ BUILTIN: dict[str, Rule] = {
         Rule(
             "credit_card",
             key=rf"card[-_. ]?(?:num|number|no){_KEY_END}|credit[-_. ]?card|{_KEY_START}cc[-_. ]?num|cvv|cvc",
-            value=r"\b[2-6][0-9]{3}(?:[ -]?[0-9]){9,15}\b",
+            # The printed layouts (4-4-4-4, Amex 4-6-5) or 13-19 plain digits: a loose
+            # "digits and separators" run would swallow a number next to the card (an SSN, a
+            # date) and then fail the Luhn check as a whole.
+            value=(
+                r"\b(?:[2-6][0-9]{3}(?:[ -][0-9]{4}){3}|3[47][0-9]{2}[ -][0-9]{6}[ -][0-9]{5}"
+                r"|[2-6][0-9]{12,18})\b"
+            ),
             check="luhn",
-            hint=r"[2-6][0-9]{3}[ -]?[0-9]{4}[ -]?[0-9]{4}",
+            hint=r"[2-6][0-9]{3}[ -]?[0-9]{4}",
         ),
         Rule(
             "us_ssn",

@@ -20,6 +20,7 @@ numbers are skipped unless they could be card numbers.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import hmac
 import json
@@ -35,6 +36,7 @@ from typing import Any, Callable, Mapping, Pattern, Sequence
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link, Status
@@ -758,3 +760,61 @@ def default_scrubber() -> Scrubber:
 def scrub_text(text: str) -> str:
     """``text`` scrubbed by the process-wide policy: for alert messages, webhook bodies, logs."""
     return default_scrubber().scrub_text(text)
+
+
+def resource_attributes(policy: Policy | None = None, given: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The resource attributes the SDK would build (``given`` plus ``OTEL_RESOURCE_ATTRIBUTES``
+    and the detectors), scrubbed: handed to the configurator so every provider (traces, metrics,
+    logs) starts from a clean resource. None when there is nothing to scrub."""
+    scrubber = Scrubber.from_settings((policy or current_policy()).sanitize)
+    if not scrubber.active:
+        return None
+    resource, rules = scrubber.scrub_resource(Resource.create(dict(given or {})))
+    return dict(resource.attributes) if rules else None
+
+
+def metrics_transform(policy: Policy | None = None) -> Callable[[MetricsData], MetricsData] | None:
+    """A transform of collected metrics that scrubs every data point's attributes and the
+    resources, for :func:`otelkit.instrumentation.aggregates.attach`: metric attributes carry
+    operation names (span names), which can hold what a span name can. Attribute sets repeat
+    every collection, so each distinct set is scrubbed once (bounded cache)."""
+    scrubber = Scrubber.from_settings((policy or current_policy()).sanitize)
+    if not scrubber.active:
+        return None
+    cache: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+
+    def attributes(original: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        if not original:
+            return original
+        key = tuple(sorted((k, v if not isinstance(v, list) else tuple(v)) for k, v in original.items()))
+        found = cache.get(key)
+        if found is None:
+            scrubbed = scrubber.scrub_attributes(original, [])
+            found = original if scrubbed is None else scrubbed
+            if len(cache) >= 10_000:
+                cache.clear()
+            cache[key] = found
+        return found
+
+    def point(data_point: Any) -> Any:
+        clean = attributes(data_point.attributes)
+        return data_point if clean is data_point.attributes else dataclasses.replace(data_point, attributes=clean)
+
+    def transform(data: MetricsData) -> MetricsData:
+        resource_metrics = []
+        for rm in data.resource_metrics:
+            resource, _ = scrubber.scrub_resource(rm.resource)
+            scopes = [
+                dataclasses.replace(
+                    sm,
+                    metrics=[
+                        dataclasses.replace(m, data=dataclasses.replace(m.data, data_points=[point(p) for p in m.data.data_points]))
+                        for m in sm.metrics
+                    ],
+                )
+                for sm in rm.scope_metrics
+            ]
+            resource_metrics.append(dataclasses.replace(rm, resource=resource, scope_metrics=scopes))
+        return MetricsData(resource_metrics=resource_metrics)
+
+    return transform

@@ -274,3 +274,27 @@ def test_rules_for_applies_enable_disable_modes_and_user_patterns_first() -> Non
     assert by_name["openai_key"].mode == "drop"
     assert by_name["password"].mode == "hash"
     assert "ipv4" in by_name and "email" not in by_name
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4111 1111 1111 1111 123-45-6789", "[REDACTED:credit_card] [REDACTED:us_ssn]"),  # a number next to the card
+        ("3782 822463 10005", "[REDACTED:credit_card]"),  # Amex as printed
+        ("4111 1111 1111 1112", "4111 1111 1111 1112"),  # fails Luhn
+    ],
+)
+def test_card_layouts_next_to_other_numbers(text: str, expected: str) -> None:
+    from otelkit.processors.sanitize import scrub_text
+
+    assert scrub_text(text) == expected
+
+
+def test_operation_and_step_names_are_scanned_like_span_names() -> None:
+    from otelkit import semconv as sc
+    from otelkit.processors.sanitize import default_scrubber
+
+    scrubbed = default_scrubber().scrub_attributes(
+        {sc.OPERATION_NAME: "deploy jane.doe@example.com", sc.STEP_TYPE: "build ghp_1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuVwXyZ12"}, []
+    )
+    assert scrubbed == {sc.OPERATION_NAME: "deploy [REDACTED:email]", sc.STEP_TYPE: "build [REDACTED:github_token]"}

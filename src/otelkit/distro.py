@@ -99,16 +99,19 @@ class OtelkitConfigurator(_OTelSDKConfigurator):
 
     def _configure(self, **kwargs: Any) -> None:
         from otelkit.processors.sampling import sampler_for_environment
-        from otelkit.processors.sanitize import export_log_record_processor
+        from otelkit.processors.sanitize import export_log_record_processor, metrics_transform, resource_attributes
 
         policy = current_policy()
         kwargs.setdefault("sampler", sampler_for_environment(policy))  # None: OTEL_TRACES_SAMPLER decides
         kwargs.setdefault("span_processors", span_processors(policy))
         kwargs.setdefault("export_span_processor", export_span_processor(policy))
         kwargs.setdefault("export_log_record_processor", export_log_record_processor(policy))
+        clean_resource = resource_attributes(policy, kwargs.get("resource_attributes"))
+        if clean_resource is not None:  # every provider starts from the scrubbed resource
+            kwargs["resource_attributes"] = clean_resource
         super()._configure(**kwargs)
         from opentelemetry import metrics
 
         from otelkit.instrumentation import aggregates
 
-        aggregates.attach(metrics.get_meter_provider())
+        aggregates.attach(metrics.get_meter_provider(), metrics_transform(policy))
