@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from otelkit import semconv as sc
     from otelkit.config import current_policy, reset_policy_cache
     from otelkit.distro import export_span_processor, span_processors
+    from otelkit.processors.sampling import head_sampler
     from otelkit.exporters.sqlite import SQLiteSpanExporter
     from otelkit.instrumentation import aggregates
 
@@ -107,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
     metrics.set_meter_provider(meter_provider)
     aggregates.attach(meter_provider)  # what the otelkit configurator does under opentelemetry-instrument
-    kit_provider = TracerProvider(resource=resource)
     policy = current_policy()
+    # As the otelkit configurator builds it: otelkit's head sampler (unless --exporter-only)
+    sampler = None if args.exporter_only else head_sampler(policy)
+    kit_provider = TracerProvider(resource=resource, sampler=sampler)
     chain = [] if args.exporter_only else span_processors(policy)
     for processor in chain:
         kit_provider.add_span_processor(processor)
