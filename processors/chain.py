@@ -6,7 +6,7 @@ to drop it, or a sequence of spans (a stage that holds spans back, like the tail
 releases a whole trace at once). A stage may also have ``flush() -> Sequence[ReadableSpan]``,
 to release what it holds on ``force_flush``/``shutdown``, and ``shutdown()``. A stage that
 raises is logged once, counted, and skipped for that span, so a bug in a stage never loses a
-span already finished.
+span already finished (or, with ``drop_on_error``, the span is dropped: nothing unchecked leaves).
 
 :class:`SpanChain` runs the stages once per span and fans the result out to every export
 processor (one per configured exporter), so rules and samplers see each span exactly once
@@ -67,8 +67,14 @@ def _stage_name(stage: Stage) -> str:
 class SpanChain(SpanProcessor):
     """Runs ``stages`` on every finished span, then passes what is left to each downstream processor."""
 
-    def __init__(self, stages: Sequence[Stage], downstream: SpanProcessor | Sequence[SpanProcessor] = ()) -> None:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        downstream: SpanProcessor | Sequence[SpanProcessor] = (),
+        drop_on_error: bool = False,
+    ) -> None:
         self.stages = tuple(stages)
+        self.drop_on_error = drop_on_error
         self.downstreams: list[SpanProcessor] = (
             [downstream] if isinstance(downstream, SpanProcessor) else list(downstream)
         )
@@ -97,9 +103,10 @@ class SpanChain(SpanProcessor):
             for span in current:
                 try:
                     result = stage(span)
-                except Exception as exc:  # a stage's bug must not lose the span
+                except Exception as exc:  # a stage's bug must not reach the program
                     self._report(stage, exc)
-                    following.append(span)
+                    if not self.drop_on_error:
+                        following.append(span)
                     continue
                 if result is None:
                     continue
@@ -124,7 +131,8 @@ class SpanChain(SpanProcessor):
             self.failures[name] += 1
             first = self.failures[name] == 1
         if first:
-            _log.error("otelkit: processor stage %s failed (%s: %s); spans pass it unchanged", name, type(exc).__name__, exc)
+            outcome = "are dropped" if self.drop_on_error else "pass it unchanged"
+            _log.error("otelkit: processor stage %s failed (%s: %s); spans %s", name, type(exc).__name__, exc, outcome)
 
     def _release_held(self) -> None:
         """Push what stages hold back (tail sampling buffers) through the stages after them."""
@@ -184,11 +192,11 @@ class _ExportTap(SpanProcessor):
 
 
 def chain_processors(
-    stages: Sequence[Stage], make_export: Callable[[Any], SpanProcessor]
+    stages: Sequence[Stage], make_export: Callable[[Any], SpanProcessor], drop_on_error: bool = False
 ) -> Callable[[Any], SpanProcessor]:
     """A factory for the SDK configurator's ``export_span_processor``: one shared chain of
     ``stages``, each exporter fed through ``make_export(exporter)`` from it."""
-    chain = SpanChain(stages)
+    chain = SpanChain(stages, drop_on_error=drop_on_error)
 
     def feed(exporter: Any) -> SpanProcessor:
         processor = make_export(exporter)

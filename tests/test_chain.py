@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otelkit import semconv as sc
-from otelkit.config import Policy
+from otelkit.config import Policy, parse_policy
 from otelkit.distro import chain_stages, export_span_processor
 from otelkit.processors.chain import SpanChain, with_attributes
 from otelkit.processors.enrich import CostStage, EnrichStage
@@ -179,3 +179,20 @@ def test_a_stage_may_release_several_spans_at_once() -> None:
     with provider.get_tracer("t").start_as_current_span("s"):
         pass
     assert [dict(s.attributes) for s in exporter.get_finished_spans()] == [{}, {"copy": True}]
+
+
+def test_a_failing_stage_can_drop_the_span_instead(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(span: ReadableSpan) -> ReadableSpan:
+        raise RuntimeError("bug")
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    policy = parse_policy("chain:\n  on_stage_error: drop\n")
+    provider.add_span_processor(SpanChain([broken], SimpleSpanProcessor(exporter), drop_on_error=policy.chain.on_stage_error == "drop"))
+    with caplog.at_level(logging.ERROR):
+        with provider.get_tracer("t").start_as_current_span("s"):
+            pass
+    assert exporter.get_finished_spans() == ()
+    assert "spans are dropped" in caplog.text
+    with pytest.raises(Exception, match="chain.on_stage_error: expected pass or drop"):
+        parse_policy("chain:\n  on_stage_error: maybe\n")

@@ -90,6 +90,18 @@ class PricingSettings:
 
 
 @dataclass(frozen=True)
+class ChainSettings:
+    """How the processor chain treats a span whose stage raised: ``pass`` it on unchanged
+    (nothing already finished is lost) or ``drop`` it (nothing unchecked leaves the process)."""
+
+    on_stage_error: str = "pass"
+
+    def __post_init__(self) -> None:
+        if self.on_stage_error not in ("pass", "drop"):
+            raise ConfigError(f"on_stage_error: expected pass or drop, got {self.on_stage_error!r}")
+
+
+@dataclass(frozen=True)
 class Policy:
     """The whole policy; each section is a frozen dataclass with defaults."""
 
@@ -101,6 +113,7 @@ class Policy:
     sanitize: SanitizeSettings = field(default_factory=SanitizeSettings)
     enrich: EnrichSettings = field(default_factory=EnrichSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    chain: ChainSettings = field(default_factory=ChainSettings)
 
 
 def _where(node: yaml.Node | None) -> str:

@@ -79,7 +79,7 @@ def chain_stages(policy: Policy) -> list[Stage]:
 def export_span_processor(policy: Policy) -> Callable[[SpanExporter], SpanProcessor]:
     """How each configured exporter is fed: one processor chain shared by all of them (each
     span passes the stages once), then a batching processor per exporter."""
-    return chain_processors(chain_stages(policy), _batch_processor)
+    return chain_processors(chain_stages(policy), _batch_processor, policy.chain.on_stage_error == "drop")
 
 
 class OtelkitDistro(BaseDistro):  # type: ignore[misc]
