@@ -92,6 +92,22 @@ def cli() -> None:
     """OpenTelemetry-native telemetry for command pipelines and AI agents."""
 
 
+db_option = click.option(
+    "--db",
+    metavar="PATH",
+    default=None,
+    help="The otelkit store to read.  [default: $OTELKIT_SQLITE_PATH, else ./otelkit.db]",
+)
+format_option = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+
+
 def store_path(db: str | None) -> str:
     """The store to read: ``--db``, else the policy's store path ($OTELKIT_SQLITE_PATH, ./otelkit.db)."""
     if db is not None:
@@ -114,26 +130,14 @@ def write_output(text: str, output: str | None) -> None:
 
 
 @cli.command()
-@click.option(
-    "--db",
-    metavar="PATH",
-    default=None,
-    help="The otelkit store to read.  [default: $OTELKIT_SQLITE_PATH, else ./otelkit.db]",
-)
+@db_option
 @click.option(
     "--period",
     default="24h",
     show_default=True,
     help="How far back to look: all, or a number with unit m, h, d or w (90m, 24h, 7d, 30d, 2w).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
+@format_option
 @click.option("--output", metavar="FILE", default=None, help="Write the report to FILE instead of stdout.")
 @click.option(
     "--reprice",
@@ -279,12 +283,7 @@ def _print_tables(*renderables: Any) -> None:
 
 
 @alerts.command(name="list")
-@click.option(
-    "--db",
-    metavar="PATH",
-    default=None,
-    help="The otelkit store to read.  [default: $OTELKIT_SQLITE_PATH, else ./otelkit.db]",
-)
+@db_option
 @click.option(
     "--state",
     type=click.Choice(["firing", "resolved", "all"]),
@@ -298,14 +297,7 @@ def _print_tables(*renderables: Any) -> None:
     show_default=True,
     help="Only alerts that started within it: all, or a number with unit m, h, d or w (90m, 24h, 7d, 2w).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
+@format_option
 def list_alerts(db: str | None, state: str, period: str, output_format: str) -> None:
     """Stored alerts, newest first: one row per alert, updated as it repeats and resolves.
 
@@ -405,14 +397,7 @@ def _selection(select: Selector) -> str:
 
 
 @alerts.command()
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
+@format_option
 def rules(output_format: str) -> None:
     """The effective alert rules of the policy ($OTELKIT_CONFIG), every default filled in, and where alerts go.
 
