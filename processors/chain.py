@@ -39,25 +39,20 @@ def with_attributes(span: ReadableSpan, updates: Mapping[str, Any], removed: Seq
     return replace_span(span, attributes=attributes)
 
 
+_SPAN_FIELDS = (
+    "name", "context", "parent", "resource", "attributes", "events", "links", "kind", "status",
+    "start_time", "end_time", "instrumentation_scope",
+)  # fmt: skip
+
+
 def replace_span(span: ReadableSpan, **fields: Any) -> ReadableSpan:
     """A copy of ``span`` with some of its fields (name, attributes, events, links, status,
-    resource...) replaced: how a stage hands on a changed span without touching the original."""
-    values = {
-        "name": span.name,
-        "context": span.context,
-        "parent": span.parent,
-        "resource": span.resource,
-        "attributes": span.attributes,
-        "events": span.events,
-        "links": span.links,
-        "kind": span.kind,
-        "status": span.status,
-        "start_time": span.start_time,
-        "end_time": span.end_time,
-        "instrumentation_scope": span.instrumentation_scope,
-    }
-    values.update(fields)
-    return ReadableSpan(**values)
+    resource) replaced: how a stage hands on a changed span without touching the original.
+    Only the fields not replaced are read from the span (each read of a live SDK span copies)."""
+    unknown = set(fields).difference(_SPAN_FIELDS)
+    if unknown:
+        raise TypeError(f"replace_span: not a span field: {', '.join(sorted(unknown))}")
+    return ReadableSpan(**{name: fields[name] if name in fields else getattr(span, name) for name in _SPAN_FIELDS})
 
 
 def _stage_name(stage: Stage) -> str:
