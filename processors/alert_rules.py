@@ -2,9 +2,10 @@
 
 Time is the spans' own end timestamps, never the wall clock, so the engine gives the same
 answers in-process and inside ``otelkit serve`` on ingested spans. The engine's clock (its
-watermark) is the latest end time it has seen; a span that arrives out of order still counts
-in every window it falls in that is still kept (windows reach back ``window_s`` from the
-watermark); an older one is ignored and counted in :attr:`RuleEngine.late`.
+watermark) is the latest end time it has seen (a span stamped after this host's clock counts as
+ending now); a span that arrives out of order still counts in every window it falls in that is
+still kept (windows reach back ``window_s`` from the watermark); an older one is ignored and
+counted in :attr:`RuleEngine.late`.
 
 The engine reads only :class:`SpanFacts` (name, times, error flag, attributes, ids), so any
 span source can feed it.
@@ -933,7 +934,14 @@ class RuleEngine:
         events: Sequence[AlertEvent] = _NO_EVENTS
         with self._lock:
             if facts.end_ns > self.watermark_ns:
-                self.watermark_ns = facts.end_ns
+                ahead = facts.end_ns - time.time_ns()
+                if ahead > 0:
+                    # Stamped after this host's clock (a skewed host, a bad timestamp): counted as
+                    # ending now, duration kept. Event time moved that far ahead would make every
+                    # correct span after it late.
+                    facts.start_ns -= ahead
+                    facts.end_ns -= ahead
+                self.watermark_ns = max(self.watermark_ns, facts.end_ns)
             now = self.watermark_ns
             for rule, matches, observe in self._plan:
                 try:

@@ -10,6 +10,7 @@ application. :meth:`~AlertSink.close` waits at most the given time for queued de
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -142,8 +143,9 @@ class QueuedSink:
                 self.stats.dropped += 1
             self._queue.append(event)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"otelkit-alerts-{self.name}", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name=f"otelkit-alerts-{self.name}", daemon=True)
+                thread.start()  # may raise (a thread limit): the next alert tries again
+                self._thread = thread
             self._cond.notify()
 
     def _run(self) -> None:
@@ -266,7 +268,9 @@ class WebhookSink(QueuedSink):
         except urllib.error.HTTPError as exc:
             exc.close()
             return exc.code in _RETRY_STATUSES, f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (ValueError, http.client.InvalidURL) as exc:  # the message quotes the URL, a secret
+            return False, type(exc).__name__
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # HTTPException: a garbled answer
             reason = getattr(exc, "reason", exc)
             return True, f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else str(reason)
 

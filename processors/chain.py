@@ -52,7 +52,32 @@ def replace_span(span: ReadableSpan, **fields: Any) -> ReadableSpan:
     unknown = set(fields).difference(_SPAN_FIELDS)
     if unknown:
         raise TypeError(f"replace_span: not a span field: {', '.join(sorted(unknown))}")
-    return ReadableSpan(**{name: fields[name] if name in fields else getattr(span, name) for name in _SPAN_FIELDS})
+    values = {name: fields[name] if name in fields else getattr(span, name) for name in _SPAN_FIELDS}
+    dropped = (span.dropped_attributes, span.dropped_events, span.dropped_links)
+    if any(dropped):
+        return _CopiedSpan(dropped, **values)
+    return ReadableSpan(**values)
+
+
+class _CopiedSpan(ReadableSpan):
+    """A copy that keeps the original's counts of what the SDK's limits dropped: the copied
+    attributes, events and links are plain containers, which would report none."""
+
+    def __init__(self, dropped: tuple[int, int, int], **fields: Any) -> None:
+        super().__init__(**fields)
+        self._dropped = dropped
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped[0]
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped[1]
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped[2]
 
 
 def _stage_name(stage: Stage) -> str:
@@ -115,7 +140,10 @@ class SpanChain(SpanProcessor):
     def _deliver(self, spans: Iterable[ReadableSpan]) -> None:
         for span in spans:
             for downstream in self.downstreams:
-                downstream.on_end(span)
+                try:
+                    downstream.on_end(span)
+                except Exception as exc:  # an export processor's bug must not reach the program either
+                    self._report(downstream.on_end, exc)
 
     def on_end(self, span: ReadableSpan) -> None:
         self._deliver(self._run((span,), 0))

@@ -45,7 +45,10 @@ def cost_updates(attrs: Mapping[str, Any], table: PricingTable) -> dict[str, Any
     status = attrs.get(sc.COST_STATUS)
     if sc.GEN_AI_USAGE_COST in attrs:
         return {} if status is not None else {sc.COST_STATUS: _PRICED}
-    cost, _ = table.price_attributes(attrs)
+    try:
+        cost, _ = table.price_attributes(attrs)
+    except ArithmeticError:  # a token count no integer holds (inf): unpriced, not the whole stage lost
+        cost = None
     if cost is None:
         return {} if status == _UNPRICED else {sc.COST_STATUS: _UNPRICED}
     return {sc.GEN_AI_USAGE_COST: cost, sc.COST_STATUS: _ESTIMATED if status == _ESTIMATED else _PRICED}

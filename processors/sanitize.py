@@ -74,6 +74,10 @@ _RESOURCE_CACHE_LIMIT = 64
 _ANCHORS = "@=_-."  # characters rare enough in clean text to rule out the literals holding them
 _GATE_LENGTH = 256  # longer strings skip the combined literal gate (see _Gates.candidates)
 _SCAN_MARGIN = 8192  # scanned past max_value_length, so a secret cut by truncation is still found
+_SCAN_BACKOFF = 1024  # how far back from the scan's end a place between tokens is looked for
+# Where no value rule's match runs on (a PEM block runs to the end anyway); not a space between
+# digits, which a card number may hold.
+_TOKEN_END = re.compile(r"[\t\r\n\"',;&\[\]{}()<>]|(?<![0-9]) | (?![0-9])")
 _MAX_DEPTH = 32  # JSON and log-body nesting; deeper values fail closed
 _CARD_RANGE = (10**12, 10**19)  # ints with 13-19 digits may be card numbers
 
@@ -166,6 +170,17 @@ def _allow_regex(patterns: Sequence[str]) -> Pattern[str] | None:
 def _looks_like_json(text: str) -> bool:
     stripped = text.strip()
     return stripped[:1] + stripped[-1:] in ("{}", "[]")
+
+
+def _scan_end(text: str, end: int) -> int:
+    """Where scanning a long ``text`` stops, at most ``end``: just after the last character no
+    secret runs across (whitespace, quotes, brackets, separators) near ``end``. A secret cut
+    in half could be missed, and markers may shrink the text so far that truncation keeps it."""
+    cut = end
+    for match in _TOKEN_END.finditer(text, end - _SCAN_BACKOFF, end + 1):  # one past: see what follows
+        if match.end() <= end:
+            cut = match.end()
+    return cut
 
 
 def _canonical(value: Any) -> str:
@@ -384,7 +399,7 @@ class Scrubber:
                 return self._truncate(serialized, found, len(serialized))
             if serialized is not None:
                 return serialized
-        scanned = text[: limit + _SCAN_MARGIN] if limit and len(text) > limit + _SCAN_MARGIN else text
+        scanned = text[: _scan_end(text, limit + _SCAN_MARGIN)] if limit and len(text) > limit + _SCAN_MARGIN else text
         result = scanned
         candidates = self._gates.candidates(scanned) if self._gates is not None else None
         if candidates:
@@ -435,6 +450,15 @@ class Scrubber:
             return self._sequence(value, found, depth)
         if kind is bytes:
             return self._bytes(value, found, depth)
+        # Subclasses (jinja2's Markup, a StrEnum, an OrderedDict, a namedtuple) hold text too
+        if isinstance(value, str):
+            text = str.__str__(value)
+            scrubbed = self._string(text, found, depth)
+            return value if scrubbed is text else scrubbed
+        if isinstance(value, dict):
+            return self._mapping(value, found, depth)
+        if isinstance(value, (list, tuple)):
+            return self._sequence(value, found, depth)
         return value
 
     def _member(self, key: str, value: Any, found: list[str], depth: int) -> Any:
@@ -467,10 +491,9 @@ class Scrubber:
         return tuple(kept) if type(value) is tuple else kept
 
     def _bytes(self, value: bytes, found: list[str], depth: int) -> Any:
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value
+        # Bytes that are not UTF-8 (binary, Latin-1) can still hold ASCII secrets: scan them
+        # with the undecodable bytes replaced, and pass them as they were when nothing is found.
+        text = value.decode("utf-8", "replace")
         scrubbed = self._string(text, found, depth)
         return value if scrubbed is text else scrubbed
 

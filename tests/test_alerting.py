@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import time
 from typing import Any
 
 import pytest
@@ -183,6 +184,21 @@ def test_windows_follow_event_time_and_count_late_spans_still_in_the_window() ->
     assert engine.late == 0
     assert feed(engine, facts(10, error=True)) == []  # older than the window: ignored
     assert engine.late == 1
+
+
+def test_a_span_stamped_in_the_future_does_not_make_every_later_span_late() -> None:
+    engine = RuleEngine([rule("error_rate", 0.5, window_s=60, min_count=3), rule("latency", 100)])
+    now = time.time_ns()
+
+    def at(end_ns: int, error: bool = False, ms: float = 1.0) -> SpanFacts:
+        return SpanFacts("op", end_ns - round(ms * MS), end_ns, error, {})
+
+    [slow] = feed(engine, at(now + 86_400 * S, ms=500))  # a host whose clock is a day ahead
+    assert slow.rule == "latency" and slow.value == 500.0  # its duration still counts
+    assert engine.watermark_ns <= time.time_ns()
+    later = feed(engine, *(at(time.time_ns(), error=True) for _ in range(2)))
+    assert [(e.rule, e.state) for e in later] == [("latency", "resolved"), ("error_rate", "firing")]
+    assert engine.late == 0
 
 
 @pytest.mark.parametrize(

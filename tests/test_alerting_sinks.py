@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
+import socket
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -132,6 +135,55 @@ def test_webhook_retries_when_nothing_listens() -> None:
     assert (sink.stats.failed, sink.stats.retried) == (1, 2)
 
 
+def test_webhook_with_a_malformed_url_fails_without_logging_it(caplog: pytest.LogCaptureFixture) -> None:
+    sink = webhook("http://127.0.0.1:9/hooks/T000/secret token", backoff_s=0.01, max_retries=2)
+    with caplog.at_level(logging.ERROR, logger="otelkit"):
+        sink.emit(event())
+        deadline = time.monotonic() + WAIT_S
+        while sink.stats.failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sink.close(WAIT_S)
+    assert (sink.stats.failed, sink.stats.retried) == (1, 0)  # a bad URL stays bad: no retries
+    [record] = [r for r in caplog.records if "alert sink" in r.getMessage()]
+    assert "secret" not in record.getMessage() and "InvalidURL" in record.getMessage()
+
+
+def test_webhook_retries_a_garbled_http_response() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT_S)
+    bodies: list[bytes] = []
+
+    def serve() -> None:
+        for answer in (b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"):
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(WAIT_S)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536) or b"\r\n\r\n"
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+                while len(body) < length:
+                    body += connection.recv(65536) or b" " * length
+                bodies.append(body)
+                connection.sendall(answer)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        sink = webhook(f"http://127.0.0.1:{listener.getsockname()[1]}/hook", backoff_s=0.01, max_retries=2)
+        sink.emit(event())
+        server.join(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while sink.stats.delivered + sink.stats.failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sink.close(WAIT_S)
+    finally:
+        listener.close()
+    assert (sink.stats.delivered, sink.stats.retried, sink.stats.failed) == (1, 1, 0)
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+
+
 def test_full_queue_drops_the_oldest_waiting_alert_and_counts_it() -> None:
     server = Receiver(hold=True)
     try:
@@ -148,6 +200,25 @@ def test_full_queue_drops_the_oldest_waiting_alert_and_counts_it() -> None:
         server.close()
     assert [body["id"] for body in server.bodies()] == ["e0", "e3", "e4", "e5"]
     assert (sink.stats.delivered, sink.stats.dropped) == (4, 2)
+
+
+def test_a_sender_thread_that_could_not_start_is_started_on_the_next_alert(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:  # as at a thread limit, or interpreter shutdown
+        raise RuntimeError("can't start new thread")
+
+    sink = webhook(receiver.url)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError):
+        sink.emit(event("e0"))  # the alert stage counts this failure
+    monkeypatch.setattr(threading.Thread, "start", start)
+    sink.emit(event("e1"))
+    assert receiver.wait_for(2)
+    sink.close(WAIT_S)
+    assert sorted(body["id"] for body in receiver.bodies()) == ["e0", "e1"]
 
 
 def test_shutdown_is_bounded_while_the_server_hangs() -> None:

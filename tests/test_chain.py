@@ -6,13 +6,14 @@ import logging
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otelkit import semconv as sc
 from otelkit.config import Policy, parse_policy
 from otelkit.distro import chain_stages, export_span_processor
+from otelkit.enrich_settings import DEFAULT_THRESHOLDS
 from otelkit.processors.chain import SpanChain, with_attributes
 from otelkit.processors.enrich import CostStage, EnrichStage
 
@@ -98,6 +99,21 @@ def test_with_attributes_copies_everything_else() -> None:
         span.name, span.context, span.start_time, span.end_time, span.resource, span.instrumentation_scope,
     )  # fmt: skip
     assert dict(span.attributes) == {"a": 1, "b": 2}
+
+
+def test_a_replaced_span_keeps_the_counts_the_sdk_limits_dropped() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2, max_events=1))
+    stage = EnrichStage(DEFAULT_THRESHOLDS, memory=False)
+    provider.add_span_processor(SpanChain([stage], SimpleSpanProcessor(exporter)))
+    with provider.get_tracer("t").start_as_current_span("op", attributes={"a": 1, "b": 2, "c": 3, "d": 4}) as live:
+        for index in range(3):
+            live.add_event(f"e{index}")
+    provider.shutdown()
+    (span,) = exporter.get_finished_spans()
+    assert sc.PERFORMANCE_CATEGORY in span.attributes  # the stage did replace the span
+    assert (span.dropped_attributes, span.dropped_events, span.dropped_links) == (2, 2, 0)
+    assert with_attributes(span, {"e": 5}).dropped_attributes == 2  # and so does the next stage
 
 
 def test_the_distro_chain_prices_before_export(tmp_path: Any) -> None:
@@ -196,3 +212,18 @@ def test_a_failing_stage_can_drop_the_span_instead(caplog: pytest.LogCaptureFixt
     assert "spans are dropped" in caplog.text
     with pytest.raises(Exception, match="chain.on_stage_error: expected pass or drop"):
         parse_policy("chain:\n  on_stage_error: maybe\n")
+
+
+def test_an_export_processor_that_raises_does_not_reach_the_program(caplog: pytest.LogCaptureFixture) -> None:
+    class Exploding(SimpleSpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            raise RuntimeError("exporter bug")
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SpanChain([], [Exploding(InMemorySpanExporter()), SimpleSpanProcessor(exporter)]))
+    with caplog.at_level(logging.ERROR):
+        with provider.get_tracer("t").start_as_current_span("s"):
+            pass
+    assert len(exporter.get_finished_spans()) == 1  # the other exporter still got it
+    assert "exporter bug" in caplog.text

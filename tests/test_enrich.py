@@ -148,6 +148,18 @@ def test_cost_is_part_of_the_enrich_stage() -> None:
     assert span.attributes[sc.GEN_AI_USAGE_COST] == pytest.approx(2.5) and span.attributes[sc.COST_STATUS] == "priced"
 
 
+def test_a_token_count_that_cannot_be_priced_leaves_the_rest_of_the_enrichment() -> None:
+    def make(tracer: Any) -> None:
+        attributes = {sc.GEN_AI_PROVIDER_NAME: "openai", sc.GEN_AI_REQUEST_MODEL: "gpt-4o",
+                      sc.GEN_AI_USAGE_INPUT_TOKENS: float("inf")}  # fmt: skip
+        with tracer.start_as_current_span("chat gpt-4o", attributes=attributes) as span:
+            span.set_status(Status(StatusCode.ERROR, "rate limit exceeded"))
+
+    span = finished(make)
+    assert span.attributes[sc.COST_STATUS] == "unpriced" and sc.GEN_AI_USAGE_COST not in span.attributes
+    assert span.attributes[sc.ERROR_CATEGORY] == "rate_limit" and sc.PERFORMANCE_CATEGORY in span.attributes
+
+
 def test_thresholds_come_from_the_policy() -> None:
     policy = parse_policy("enrich:\n  memory: false\n  performance:\n    - {operation_type: step, normal_ms: 1, slow_ms: 2, very_slow_ms: 3}\n")
     assert policy.enrich.performance[0].slow_ms == 2.0 and policy.enrich.memory is False

@@ -128,3 +128,8 @@ def test_lookup_results_are_cached_per_model() -> None:
     table = PricingTable(tiers=((ModelPrice(model="a", input=1),),))
     assert table.lookup(None, "a-1") is table.lookup(None, "a-1")
     assert table.lookup(None, "b") is None
+
+
+def test_token_counts_that_are_not_whole_numbers_are_unpriced_not_errors() -> None:
+    attrs = {sc.GEN_AI_PROVIDER_NAME: "openai", sc.GEN_AI_REQUEST_MODEL: "gpt-4o", sc.GEN_AI_USAGE_INPUT_TOKENS: float("inf")}
+    assert current_table().price_attributes(attrs) == (None, None)  # unpriced, never a silent $0

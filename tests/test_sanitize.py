@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -184,6 +185,21 @@ def test_sequences_are_scrubbed_element_by_element() -> None:
     assert out.attributes[sc.PROCESS_COMMAND_ARGS] == ("app", "--password=[REDACTED:labelled_secret]", "--verbose")
 
 
+def test_str_subclass_values_are_scrubbed_like_str() -> None:
+    class Markup(str):  # jinja2's Markup, a StrEnum, numpy.str_: text the SDK keeps as it is
+        pass
+
+    attrs = {"template.output": Markup(f"key {OPENAI_KEY}"), "args": (Markup("--password=hunter2"),)}
+    out = stage_for()(finished(attributes=attrs))
+    assert out is not None
+    assert out.attributes["template.output"] == "key [REDACTED:openai_key]"
+    assert out.attributes["args"] == ("--password=[REDACTED:labelled_secret]",)
+    assert counts(out) == (2, ("labelled_secret", "openai_key"))
+    body = OrderedDict(user="jane@example.com", steps=[1, 2])
+    scrubbed = Scrubber.from_settings(SanitizeSettings()).scrub_body(body, [])
+    assert scrubbed == {"user": "[REDACTED:email]", "steps": [1, 2]}
+
+
 # --- modes ----------------------------------------------------------------------------------
 
 
@@ -264,6 +280,19 @@ def test_a_secret_across_the_cut_is_redacted_not_half_kept() -> None:
     assert wide is not None and narrow is not None
     assert wide.attributes["note"] == "word " * 8 + "[REDACTED:openai_key] tai[TRUNCATED:124]"
     assert narrow.attributes["note"] == "word " * 8 + "[TRUNCATED:124]"  # never a marker cut in half
+
+
+def test_a_secret_cut_where_scanning_stops_is_not_kept_after_markers_shrank_the_text() -> None:
+    # Only the first max_value_length + 8192 characters are scanned; a long private key
+    # shrinks to a short marker, so what was kept would reach the end of the scanned part.
+    pem = "-----BEGIN PRIVATE KEY-----" + "A" * 8188 + "-----END PRIVATE KEY-----"
+    value = pem + " " + OPENAI_KEY + " tail" * 10
+    out = stage_for(max_value_length=64)(finished(attributes={"note": value}))
+    assert out is not None
+    assert out.attributes["note"].startswith("[REDACTED:private_key] ")
+    assert OPENAI_KEY[:8] not in out.attributes["note"]
+    card = stage_for(max_value_length=64)(finished(attributes={"note": pem + " 4111 1111 1111 1111 tail"}))
+    assert card is not None and "4111" not in card.attributes["note"]
 
 
 @pytest.mark.parametrize("mode", ["redact", "hash", "drop"])
@@ -390,6 +419,16 @@ def test_structured_log_bodies_are_scrubbed_member_by_member() -> None:
     body = {"event": "signup", "email": "jane@example.com", "token": "t"}
     (_,), (clean,) = logged(Policy(), lambda logger: logger.emit(body=body))
     assert clean.log_record.body == {"event": "signup", "email": "[REDACTED:email]", "token": "[REDACTED:token]"}
+
+
+def test_log_bodies_of_bytes_that_are_not_utf8_are_scrubbed_too() -> None:
+    body = b"\xff\xfe upload for jane@example.com with " + OPENAI_KEY.encode()
+    (_,), (clean,) = logged(Policy(), lambda logger: logger.emit(body=body))
+    assert OPENAI_KEY not in str(clean.log_record.body) and "jane@example.com" not in str(clean.log_record.body)
+    assert clean.log_record.attributes[sc.SANITIZE_RULES] == ("email", "openai_key")
+    binary = bytes(range(256))
+    (_,), (kept,) = logged(Policy(), lambda logger: logger.emit(body=binary))
+    assert kept.log_record.body == binary  # nothing found: the bytes pass as they were
 
 
 def test_clean_log_records_are_passed_on_as_they_are() -> None:

@@ -141,16 +141,19 @@ class PricingTable:
         return best
 
     def price_attributes(self, attributes: Mapping[str, Any]) -> tuple[float | None, ModelPrice | None]:
-        """The cost of the call a span's attributes describe, and the price used (None, None: unpriced)."""
+        """The cost of the call a span's attributes describe, and the price used (None, None:
+        unpriced, also when the token counts are not whole numbers)."""
         provider = attributes.get(sc.GEN_AI_PROVIDER_NAME) or attributes.get(sc.GEN_AI_SYSTEM)
         model = attributes.get(sc.GEN_AI_RESPONSE_MODEL) or attributes.get(sc.GEN_AI_REQUEST_MODEL)
         price = self.lookup(str(provider) if provider else None, str(model) if model else None)
-        if price is None:
-            return None, None
+        input_tokens = _int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS))
+        output_tokens = _int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS))
+        if price is None or (input_tokens is None and output_tokens is None):
+            return None, None  # nothing to price, or no countable tokens: unpriced, never $0
         cost = cost_usd(
             price,
-            _int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS)),
-            _int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)),
+            input_tokens,
+            output_tokens,
             _int(attributes.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
             _int(
                 attributes.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
@@ -165,7 +168,7 @@ def _int(value: Any) -> int | None:
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         return None
 
 
