@@ -29,7 +29,7 @@ from otelkit import __version__
 from otelkit.alert_settings import Selector
 from otelkit.config import ConfigError, load_policy
 from otelkit.pricing import load_table
-from otelkit.report import PeriodError, build_report, parse_period, render_json, render_table
+from otelkit.report import Period, PeriodError, build_report, parse_period, render_json, render_table
 from otelkit.report.reprice import reprice
 from otelkit.processors.alert_rules import describe as describe_rule
 from otelkit.store import StoreError, StoreWriter, connect_for_reading, connect_for_writing
@@ -118,6 +118,19 @@ def store_path(db: str | None) -> str:
         raise InputError(str(exc)) from None
 
 
+def open_for_period(db: str | None, period: str) -> tuple[Period, str, sqlite3.Connection]:
+    """The parsed ``--period``, the store's path and a read-only connection; one-line errors."""
+    try:
+        window = parse_period(period)
+    except PeriodError as exc:
+        raise InputError(str(exc)) from None
+    path = store_path(db)
+    try:
+        return window, path, connect_for_reading(path)
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+
+
 def write_output(text: str, output: str | None) -> None:
     """Write to ``--output`` (created or replaced) or to stdout."""
     if output is None:
@@ -163,15 +176,7 @@ def report(db: str | None, period: str, output_format: str, output: str | None, 
     was sampled). Percentiles use linear interpolation between closest ranks (type 7: numpy's
     default, statistics.quantiles(method="inclusive")), a span of weight w counting w times.
     """
-    try:
-        window = parse_period(period)
-    except PeriodError as exc:
-        raise InputError(str(exc)) from None
-    path = store_path(db)
-    try:
-        conn = connect_for_reading(path)
-    except StoreError as exc:
-        raise InputError(str(exc)) from None
+    window, path, conn = open_for_period(db, period)
     now_ns = time.time_ns()
     if reprice:
         _reprice_store(path, window.since_ns(now_ns))
@@ -309,15 +314,7 @@ def list_alerts(db: str | None, state: str, period: str, output_format: str) -> 
     fired_ns, resolved_ns, value, threshold, message, trace_id, span_id, notifications,
     acknowledged_at, acknowledged_by}]}; times are Unix nanoseconds.
     """
-    try:
-        window = parse_period(period)
-    except PeriodError as exc:
-        raise InputError(str(exc)) from None
-    path = store_path(db)
-    try:
-        conn = connect_for_reading(path)
-    except StoreError as exc:
-        raise InputError(str(exc)) from None
+    window, path, conn = open_for_period(db, period)
     try:
         rows = _read_alerts(conn, state, window.since_ns())
     except sqlite3.Error as exc:
