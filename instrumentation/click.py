@@ -114,16 +114,29 @@ def _traced_main(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: 
     except Exception as exc:
         warn_once("starting a click main span", exc)
         return wrapped(*args, **kwargs)
-    handle = spec.__enter__()
-    token = _main_command.set(instance)
+    return _run(spec, spec.__enter__(), _main_command, instance, True, wrapped, args, kwargs)
+
+
+def _run(
+    spec: api._OperationSpec,
+    handle: api.Operation,
+    marker: contextvars.ContextVar[Any],
+    value: Any,
+    root: bool,
+    wrapped: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
+) -> Any:
+    """Run the command with ``marker`` set to ``value``, then close its span by how it left."""
+    token = marker.set(value)
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
-        _main_command.reset(token)
-        _close(spec, handle, exc, root=True)
+        marker.reset(token)
+        _close(spec, handle, exc, root=root)
         raise
-    _main_command.reset(token)
-    _close(spec, handle, None, root=True)
+    marker.reset(token)
+    _close(spec, handle, None, root=root)
     return result
 
 
@@ -160,16 +173,7 @@ def _traced_invoke(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs
         return wrapped(*args, **kwargs)
     handle = spec.__enter__()
     _describe(handle, ctx)
-    token = _invoking.set(ctx)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _invoking.reset(token)
-        _close(spec, handle, exc, root=root)
-        raise
-    _invoking.reset(token)
-    _close(spec, handle, None, root=root)
-    return result
+    return _run(spec, handle, _invoking, ctx, root, wrapped, args, kwargs)
 
 
 # (module, class, method, wrapper) for click itself, and for Typer and its vendored click.

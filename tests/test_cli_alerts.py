@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from otelkit.cli import cli
 from otelkit.processors.alert_rules import AlertEvent
 from otelkit.processors.alert_sinks import alert_row
 from otelkit.store import StoreWriter
 from otelkit.store.schema import MIGRATIONS
+from test_cli import assert_one_line_error, run
 
 NOW = time.time_ns()
 HOUR = 3600 * 10**9
@@ -42,19 +41,6 @@ def db(tmp_path: Path) -> Path:
                         message="cost $21.5000 on 2026-01-01 (UTC) > budget $20.00", started_ns=NOW - 48 * HOUR)),
     ])  # fmt: skip
     return path
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), env=env)
-
-
-def assert_one_line_error(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("otelkit: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_list_shows_every_alert_newest_first(db: Path) -> None:
