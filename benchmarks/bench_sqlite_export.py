@@ -198,10 +198,10 @@ def export_all(exporter: Any, batches: list[Sequence[Any]]) -> tuple[float, floa
     spent = [0.0]
     captured: list[Any] = []
 
-    def timed_write_spans(rows: Sequence[Any], events: Sequence[Any] = ()) -> int:
+    def timed_write_spans(rows: Sequence[Any], events: Sequence[Any] = (), attributes: Any = None) -> int:
         t0 = time.perf_counter()
         try:
-            return real_write(rows, events)
+            return real_write(rows, events, attributes)
         finally:
             spent[0] += time.perf_counter() - t0
             captured.extend(rows)

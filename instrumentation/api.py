@@ -43,6 +43,8 @@ def _resolve_tracer() -> trace.Tracer:
     return _tracer
 
 
+_AGENT = sc.OperationType.AGENT.value
+_AGENT_WORK = frozenset({sc.OperationType.LLM.value, sc.OperationType.TOOL.value})
 _current: contextvars.ContextVar["Operation | None"] = contextvars.ContextVar("otelkit_operation", default=None)
 
 
@@ -61,15 +63,16 @@ def current_operation() -> "Operation | None":
 class Operation:
     """A running operation: the handle a ``with`` block or ``current_operation()`` gives you."""
 
-    __slots__ = ("span", "op_type", "name", "_start_ns", "_tokens", "_failed")
+    __slots__ = ("span", "op_type", "name", "_start_ns", "_tokens", "_failed", "agent_name")
 
-    def __init__(self, span: trace.Span, op_type: str, name: str, start_ns: int) -> None:
+    def __init__(self, span: trace.Span, op_type: str, name: str, start_ns: int, agent_name: str | None = None) -> None:
         self.span = span
         self.op_type = op_type
         self.name = name
         self._start_ns = start_ns
         self._tokens: tuple[Any, Any] | None = None
         self._failed = False
+        self.agent_name = agent_name  # the agent this operation runs in (itself, for an agent)
 
     def set_attribute(self, key: str, value: Any) -> None:
         """Add an attribute to the operation's span."""
@@ -134,8 +137,8 @@ class LLMCall(Operation):
 
     __slots__ = ("provider", "operation", "response_model")
 
-    def __init__(self, span: trace.Span, op_type: str, name: str, start_ns: int) -> None:
-        super().__init__(span, op_type, name, start_ns)
+    def __init__(self, span: trace.Span, op_type: str, name: str, start_ns: int, agent_name: str | None = None) -> None:
+        super().__init__(span, op_type, name, start_ns, agent_name)
         self.provider = ""
         self.operation = sc.GEN_AI_OP_CHAT
         self.response_model: str | None = None
@@ -216,8 +219,8 @@ class ConditionCheck(Operation):
 
     __slots__ = ("branches",)
 
-    def __init__(self, span: trace.Span, op_type: str, name: str, start_ns: int) -> None:
-        super().__init__(span, op_type, name, start_ns)
+    def __init__(self, span: trace.Span, op_type: str, name: str, start_ns: int, agent_name: str | None = None) -> None:
+        super().__init__(span, op_type, name, start_ns, agent_name)
         self.branches: tuple[str, str] | None = None
 
     def check(self, result: Any, branch: str | None = None) -> Any:
@@ -272,8 +275,13 @@ class _OperationSpec:
                 attributes = {**attributes, **extra}
             if session_id is not None:
                 attributes = {**attributes, sc.SESSION_ID: str(session_id)}
+            parent = _current.get()
+            agent_name = self.name if self.op_type == _AGENT else (parent.agent_name if parent is not None else None)
+            if agent_name is not None and self.op_type in _AGENT_WORK and sc.GEN_AI_AGENT_NAME not in attributes:
+                # LLM and tool calls made inside an agent name it, so usage can be reported per agent.
+                attributes = {**attributes, sc.GEN_AI_AGENT_NAME: agent_name}
             span = tracer.start_span(self.span_name, kind=self.kind, attributes=attributes, start_time=start_ns)
-            handle = self.handle_class(span, self.op_type, self.name, start_ns)
+            handle = self.handle_class(span, self.op_type, self.name, start_ns, agent_name)
             self._configure(handle)
             handle._tokens = (context.attach(trace.set_span_in_context(span)), _current.set(handle))
             return handle

@@ -330,20 +330,26 @@ def make_v1_store(path: Path) -> None:
 def test_a_version_1_store_migrates_on_first_write_open(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     make_v1_store(path)
-    reader = connect_for_reading(str(path))  # still readable as it is
-    assert reader.execute("SELECT count(*) FROM sqlite_master WHERE name = 'alerts'").fetchone()[0] == 0
-    reader.close()
     StoreWriter(str(path)).write_alerts([])  # nothing to write: the store is not even opened
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
     sink = StoreSink(StoreWriter(str(path)))
     sink.emit(event("a1"))
     sink.close(WAIT_S)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert conn.execute("SELECT name FROM spans").fetchall() == [("old",)]
     assert [row["uid"] for row in alert_rows(path)] == ["a1"]
     indexes = {row[1] for row in conn.execute("PRAGMA index_list(alerts)")}
     assert "alerts_by_state" in indexes
+    assert conn.execute("SELECT spans FROM rollups WHERE resolution_s = 60").fetchall() == [(1,)]
+
+
+def test_a_version_1_store_is_upgraded_when_read(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    make_v1_store(path)
+    reader = connect_for_reading(str(path))  # reports need the rollups: the store is upgraded first
+    assert reader.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert reader.execute("SELECT sum(spans) FROM rollups WHERE resolution_s = 86400").fetchone()[0] == 1
 
 
 def test_acknowledge_records_who_and_when_once(tmp_path: Path) -> None:

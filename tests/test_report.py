@@ -105,7 +105,7 @@ def test_totals_and_operations_match_an_independent_computation(store: tuple[str
 def test_json_shape_has_exactly_the_documented_keys(store: tuple[str, Any]) -> None:
     path, _ = store
     document = json.loads(render_json(build_report(connect_for_reading(path), "all", now_ns=NOW)))
-    assert set(document) == {"summary", "operations"}
+    assert set(document) == {"report", "summary", "operations", "sections"}
     assert set(document["summary"]) == SUMMARY_KEYS
     assert document["operations"] and all(set(op) == OPERATION_KEYS for op in document["operations"])
     for op in document["operations"]:
@@ -166,14 +166,14 @@ def test_store_with_no_spans_gives_an_empty_report(tmp_path: Path) -> None:
     path = str(tmp_path / "empty.db")
     connect_for_writing(path).close()
     report = build_report(connect_for_reading(path), "all")
-    assert report == {
+    assert {key: report[key] for key in ("summary", "operations")} == {
         "summary": {"spans": 0, "traces": 0, "sessions": 0, "success_rate": None,
                     "p50_ms": None, "p95_ms": None, "p99_ms": None, "input_tokens": 0,
                     "output_tokens": 0, "cost_usd": 0.0, "unpriced_llm_calls": 0},
         "operations": [],
     }  # fmt: skip
-    text = render_table(report, parse_period("7d"))
-    assert "no spans in the last 7d" in text
+    text = render_table(report)
+    assert "Overview" in text and "Spans" in text
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90m", 5400), ("12h", 43200), ("2d", 172800), ("1w", 604800),
@@ -195,7 +195,7 @@ def test_table_shows_every_operation_verbatim_without_escape_codes(tmp_path: Pat
         span_row(1, 1, NOW - 10, 1_500_000, name="[bold]search[/bold]", op_type="tool", status="ERROR"),
         span_row(1, 2, NOW - 10, 3_000_000, name="chat claude", op_type="llm"),
     ])  # fmt: skip
-    text = render_table(build_report(connect_for_reading(path), "1h", now_ns=NOW), parse_period("1h"))
+    text = render_table(build_report(connect_for_reading(path), "1h", now_ns=NOW))
     assert "[bold]search[/bold]" in text and "chat claude" in text
     assert "\x1b[" not in text
     assert "0.0%" in text and "100.0%" in text and "1.50" in text and "3.00" in text

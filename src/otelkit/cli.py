@@ -15,12 +15,14 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import click
 from rich.console import Console
+from rich.live import Live
 from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
@@ -29,7 +31,22 @@ from otelkit import __version__
 from otelkit.alert_settings import Selector
 from otelkit.config import ConfigError, load_policy
 from otelkit.pricing import load_table
-from otelkit.report import Period, PeriodError, build_report, parse_period, render_json, render_table
+from otelkit.report import (
+    Period,
+    PeriodError,
+    SectionError,
+    build_report,
+    parse_period,
+    parse_sections,
+    render_csv,
+    render_html,
+    render_json,
+    render_table,
+)
+from otelkit.report.sections import SECTIONS
+from otelkit.processors.sanitize import scrub_text
+from otelkit.report.live import snapshot as live_snapshot
+from otelkit.report.live_view import render_snapshot
 from otelkit.report.reprice import reprice
 from otelkit.processors.alert_rules import describe as describe_rule
 from otelkit.store import StoreError, StoreWriter, connect_for_reading, connect_for_writing
@@ -148,53 +165,116 @@ def write_output(text: str, output: str | None) -> None:
     "--period",
     default="24h",
     show_default=True,
-    help="How far back to look: all, or a number with unit m, h, d or w (90m, 24h, 7d, 30d, 2w).",
+    help="The window: all; a length back from now with unit m, h, d or w (90m, 24h, 7d, 30d); "
+    "or SINCE..UNTIL in ISO 8601, UTC unless an offset is given (2026-11-01..2026-11-08, 2026-11-20T09:00..).",
 )
-@format_option
+@click.option(
+    "--section",
+    "section_names",
+    metavar="NAME[,NAME]",
+    default=None,
+    help=f"Only these sections, in this order: {', '.join(SECTIONS)}.  [default: all]",
+)
+@click.option("--service", metavar="NAME", default=None, help="Only spans (and sessions) of this service.name.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv", "html"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts, csv for spreadsheets (long form), html for one self-contained file.",
+)
 @click.option("--output", metavar="FILE", default=None, help="Write the report to FILE instead of stdout.")
+@click.option(
+    "--jaeger-url",
+    metavar="URL",
+    default=None,
+    help="Jaeger UI base URL (http://localhost:16686): every trace id in the report links to its trace there.",
+)
+@click.option(
+    "--exact/--rollups",
+    "exact",
+    default=None,
+    help="Read the window from the spans themselves (exact percentiles), or from the rollup tables.  "
+    "[default: exact when the window holds at most 200,000 spans]",
+)
 @click.option(
     "--reprice",
     is_flag=True,
     help="First recompute the cost of the period's LLM calls from the current pricing table "
     "(the vendored one, or the policy's pricing section) and store it.",
 )
-def report(db: str | None, period: str, output_format: str, output: str | None, reprice: bool) -> None:
-    """Totals and per-operation counts, success rates and latency percentiles.
+def report(
+    db: str | None,
+    period: str,
+    section_names: str | None,
+    service: str | None,
+    output_format: str,
+    output: str | None,
+    jaeger_url: str | None,
+    exact: bool | None,
+    reprice: bool,
+) -> None:
+    """What ran, what failed, what was slow, what it cost, which tools were used.
 
-    Operations are (operation type, span name) pairs, slowest p95 first; spans count when they
-    started inside the period.
+    Sections: overview (totals, compared with the previous period), operations (popularity,
+    success, latency, where the time goes, critical paths), llm (by model, provider and agent;
+    cost per day; unpriced models), tools (usage, frequent sequences), templates, conditions,
+    errors (categories, trend, messages, hotspots, bursts), sessions (with a complexity score),
+    anomalies (latency spikes beyond 3 standard deviations), recommendations.
 
-    \b
-    JSON (--format json) is a stable shape:
-      summary:    spans, traces, sessions, success_rate (0..1), p50_ms, p95_ms, p99_ms
-      operations: [{type, name, count, success_rate, p50_ms, p95_ms, p99_ms, time_share}]
-    success_rate is the fraction of spans whose status is not ERROR; time_share is the
-    operation's summed duration over all operations' (0..1); an empty period gives
-    spans 0, null rates and percentiles, and no operations.
-
-    Counts, totals and percentiles are weighted by each span's sample rate (exact when nothing
-    was sampled). Percentiles use linear interpolation between closest ranks (type 7: numpy's
-    default, statistics.quantiles(method="inclusive")), a span of weight w counting w times.
+    Spans count in the window they started in. Counts, totals and percentiles are weighted by
+    each span's sample rate. Reports over large windows read rollup tables the store keeps as it
+    writes (percentiles within 1%); small windows are computed exactly from the spans. The JSON
+    shape is documented in docs/report-format.md; keys are only ever added.
     """
+    try:
+        names = parse_sections(section_names)
+    except SectionError as exc:
+        raise InputError(str(exc)) from None
+    if jaeger_url is not None and not jaeger_url.startswith(("http://", "https://")):
+        raise InputError(f"invalid --jaeger-url {jaeger_url!r}: expected an http:// or https:// URL")
     window, path, conn = open_for_period(db, period)
     now_ns = time.time_ns()
     if reprice:
         _reprice_store(path, window.since_ns(now_ns))
     try:
-        document = build_report(conn, window, now_ns)
+        pricing = load_table(load_policy())
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        with Progress(transient=True, console=Console(stderr=True), disable=not sys.stderr.isatty()) as progress:
+            task = progress.add_task("report", total=len(names) + 1)
+
+            def step(name: str) -> None:
+                progress.update(task, description=f"report: {name}", advance=0 if name == "reading the window" else 1)
+
+            document = build_report(
+                conn, window, now_ns, sections=names, service=service, jaeger_url=jaeger_url, pricing=pricing,
+                scrub=scrub_text, exact=exact, progress=step,
+            )  # fmt: skip
     except sqlite3.Error as exc:
         raise InputError(f"{path}: cannot read the store: {exc}") from None
     finally:
         conn.close()
+    if not document["summary"]["spans"]:
+        click.echo(f"otelkit: no spans in {window.description}", err=True)
+    write_output(_render(document, output_format, output), output)
+
+
+def _render(document: dict[str, Any], output_format: str, output: str | None) -> str:
     if output_format == "json":
-        text = render_json(document)
-        if not document["operations"]:
-            click.echo(f"otelkit: no spans in {window.description}", err=True)
-    else:
-        to_terminal = output is None and sys.stdout.isatty()
-        width = shutil.get_terminal_size().columns if to_terminal else None
-        text = render_table(document, window, color=to_terminal, width=width)
-    write_output(text, output)
+        return render_json(document)
+    if output_format == "csv":
+        return render_csv(document)
+    if output_format == "html":
+        try:
+            return render_html(document)
+        except RuntimeError as exc:
+            raise InputError(str(exc)) from None
+    to_terminal = output is None and sys.stdout.isatty()
+    width = shutil.get_terminal_size().columns if to_terminal else None
+    return render_table(document, color=to_terminal, width=width)
 
 
 def _reprice_store(path: str, since_ns: int | None) -> None:
@@ -437,6 +517,154 @@ def rules(output_format: str) -> None:
     sinks = (["log (otelkit.alerts)"] if settings.log else []) + ([f"store {store}"] if store else [])
     sinks += [f"webhook {hook['host']} ({hook['format']})" for hook in webhooks]
     _print_tables(table, Text(f"alerts go to: {', '.join(sinks) or 'nowhere (log, store and webhooks are off)'}"))
+
+
+# --- otelkit top ---------------------------------------------------------------------------
+
+_TOP_MAX_WINDOW_S = 86_400
+_TOP_MAX_INTERVAL_S = 3600.0
+_TOP_PLAIN_WIDTH = 120  # plain output's width unless $COLUMNS says otherwise
+
+
+def _top_interval(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """``--interval``: seconds between refreshes, above 0 and at most an hour (NaN and inf refused)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number of seconds") from None
+    if not 0 < seconds <= _TOP_MAX_INTERVAL_S:
+        raise click.BadParameter(f"{value!r}: expected seconds above 0 and at most {_TOP_MAX_INTERVAL_S:g}")
+    return seconds
+
+
+def _top_window(text: str) -> int:
+    """``--window`` in seconds: a duration from 1m to 24h. ``all`` and ``SINCE..UNTIL`` (fixed
+    times, which do not move with now) are no window to watch."""
+    try:
+        period = parse_period(text)
+    except PeriodError:
+        period = Period(text, None)
+    seconds = None if getattr(period, "fixed", False) else period.seconds
+    if seconds is None or seconds > _TOP_MAX_WINDOW_S:
+        raise InputError(
+            f"invalid window {text!r}: expected a duration from 1m to 24h, such as 5m, 15m or 1h "
+            "(for longer periods use 'otelkit report')"
+        )
+    return seconds
+
+
+def _top_snapshot(path: str, window_s: int, service: str | None) -> dict[str, Any]:
+    """One snapshot from a fresh read-only connection, so each refresh sees what was written since."""
+    try:
+        conn = connect_for_reading(path)
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        return live_snapshot(conn, time.time_ns(), window_s, service)
+    except StoreError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    except sqlite3.Error as exc:
+        raise InputError(f"{path}: cannot read the store: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _top_snapshots(
+    take: Callable[[], dict[str, Any]], interval: float, iterations: int | None
+) -> Iterator[dict[str, Any]]:
+    """Snapshots ``interval`` seconds apart: ``iterations`` of them, or until interrupted."""
+    taken = 0
+    while True:
+        yield take()
+        taken += 1
+        if iterations is not None and taken >= iterations:
+            return
+        time.sleep(interval)
+
+
+def _top_on_terminal() -> bool:
+    """Redraw in place on a terminal; print text into a pipe or file (tests replace this)."""
+    return sys.stdout.isatty()
+
+
+def _top_live(snapshots: Iterator[dict[str, Any]]) -> None:
+    """Redraw the view in place on the terminal (the first snapshot is taken before drawing, so
+    a bad store fails with its one-line error)."""
+    console = Console(highlight=False, emoji=False)
+    first = next(snapshots)
+    with Live(render_snapshot(first, width=console.width), console=console, auto_refresh=False) as live:
+        for snap in snapshots:
+            live.update(render_snapshot(snap, width=console.width), refresh=True)
+
+
+def _top_plain(snapshots: Iterator[dict[str, Any]]) -> None:
+    """Each snapshot as plain text (no colour, no trailing blanks), a blank line between them."""
+    width = shutil.get_terminal_size((_TOP_PLAIN_WIDTH, 24)).columns
+    for index, snap in enumerate(snapshots):
+        console = Console(
+            file=io.StringIO(), width=width, no_color=True, color_system=None, force_terminal=False,
+            highlight=False, emoji=False,
+        )  # fmt: skip
+        console.print(render_snapshot(snap, width=width))
+        text = console.file.getvalue()  # type: ignore[attr-defined]
+        click.echo(("\n" if index else "") + "".join(line.rstrip() + "\n" for line in text.splitlines()), nl=False)
+
+
+@cli.command()
+@db_option
+@click.option(
+    "--interval",
+    metavar="SECONDS",
+    default="2",
+    show_default=True,
+    callback=_top_interval,
+    help="Seconds between refreshes (above 0, at most 3600).",
+)
+@click.option(
+    "--window",
+    metavar="DURATION",
+    default="5m",
+    show_default=True,
+    help="How far back the figures look: 1m to 24h (5m, 15m, 1h).",
+)
+@click.option("--service", metavar="NAME", default=None, help="Only spans and sessions of this service.name.")
+@click.option(
+    "--iterations",
+    metavar="N",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refresh N times, then exit.  [default: until Ctrl-C]",
+)
+def top(db: str | None, interval: float, window: str, service: str | None, iterations: int | None) -> None:
+    """A live view of the last few minutes: traffic, errors, latency, tokens, cost, sessions, alerts.
+
+    The window is the last whole minutes of --window plus the current, partial minute; rates
+    divide by exactly that time. Spans count in the minute they started, once they have ended
+    and been written. Counts are weighted by each span's sample rate.
+
+    \b
+    Requests/min  root spans (one per trace) per minute
+    Spans/min     spans per minute
+    Error rate    spans with status ERROR / spans
+    p95           95th percentile span duration (within 1%)
+    Tokens/min    input + output tokens per minute
+    Cost/hour     the window's LLM cost as a rate per hour (unpriced calls not included)
+    Sessions      sessions whose latest span ended within the window
+    Alerts        the 5 alerts fired most recently
+
+    On a terminal the view redraws in place; into a pipe or file each refresh is printed as
+    plain text, separated by a blank line. Ctrl-C exits quietly.
+    """
+    window_s = _top_window(window)
+    path = store_path(db)
+    snapshots = _top_snapshots(lambda: _top_snapshot(path, window_s, service), interval, iterations)
+    try:
+        if _top_on_terminal():
+            _top_live(snapshots)
+        else:
+            _top_plain(snapshots)
+    except KeyboardInterrupt:
+        return
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,55 +1,33 @@
-"""``otelkit report``: what ran, how often it failed and how long it took, from the SQLite store.
+"""``otelkit report`` and ``otelkit top``: what ran, failed, was slow and cost, from the store.
 
-:func:`build_report` returns the report document; its shape is the stable contract of
-``otelkit report --format json`` (keys are only ever added, never renamed or removed)::
-
-    {
-      "summary": {
-        "spans": int,                 # estimated spans that started in the period (see weights)
-        "traces": int,                # estimated traces among them
-        "sessions": int,              # distinct non-null session ids seen (not an estimate)
-        "success_rate": float|null,   # 0..1, estimated share of spans whose status is not ERROR;
-                                      # null with no spans
-        "p50_ms": float|null, "p95_ms": float|null, "p99_ms": float|null,
-        "input_tokens": int,          # gen_ai.usage.input_tokens, estimated total (cached input included)
-        "output_tokens": int,         # gen_ai.usage.output_tokens, estimated total
-        "cost_usd": float,            # gen_ai.usage.cost, estimated total (priced and estimated calls)
-        "unpriced_llm_calls": int     # estimated spans with tokens whose model has no price (no cost)
-      },
-      "operations": [                 # one per (operation type, span name), slowest p95 first,
-        {                             # ties by name then type
-          "type": str,                # otelkit.operation.type, or "other" when the span has none
-          "name": str,                # span name
-          "count": int,               # estimated
-          "success_rate": float,      # 0..1
-          "p50_ms": float, "p95_ms": float, "p99_ms": float,
-          "time_share": float|null    # its estimated total duration / all operations' estimated
-        }                             # total; null only when every span in the period lasted 0 ns
-      ]
-    }
+:func:`build_report` returns the report document, the stable contract of every format
+(``docs/report-format.md``: ``report``, ``summary``, ``operations``, ``sections``; keys are only
+ever added). Each section is built by :mod:`otelkit.report.sections` from the window's data,
+which :mod:`otelkit.report.source` reads from the rollup tables the store keeps as it writes
+(:mod:`otelkit.store.rollup`), or from the spans themselves for small windows. Renderers:
+:func:`render_json`, :func:`render_table`, :func:`render_csv`, :func:`render_html`.
 
 Weights: sampling stores some spans and not others, and every stored span carries
-``otelkit.sample.rate`` (the store's ``sample_rate``), the number of spans it stands for:
-``1 / probability`` of its having been kept, 1 when nothing was sampled away (a missing,
-non-numeric or below-1 rate counts as 1). Every count, total and share above weights each span
-by it (the Horvitz-Thompson estimator: unbiased for any sampling probabilities, as long as each
-rate is the inverse of its span's), so the report describes the traffic and not the sample.
-Counts and token totals are rounded to whole numbers. A trace counts with the smallest weight
-among its spans in the period (sampling decides whole traces, so they normally share one).
-Sessions are the distinct session ids seen: a session spans many traces sampled independently,
-so under sampling the number is a lower bound (exact when every weight is 1).
-
-Durations are ``end - start`` of each span. Percentiles interpolate between closest ranks over
-the weighted sample, a span of weight w standing for w copies of its duration (Hyndman & Fan
-type 7 over the durations repeated w times; :mod:`otelkit.report.query` states the formula for
-any weights). With every weight 1 they are the exact type-7 values over every span in the
-period (numpy's default, ``statistics.quantiles(method="inclusive")``): for n sorted durations
-x[0..n-1], ``h = (n - 1) * p / 100`` and
-``P = x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] - x[floor(h)])``.
+``otelkit.sample.rate``, the number of spans it stands for; every count, total and share is
+weighted by it (Horvitz-Thompson), so the report describes the traffic, not the sample
+(:mod:`otelkit.report.query` states the estimators and the weighted type-7 percentile).
 """
 
-from otelkit.report.build import build_report
+from otelkit.report.build import SectionError, build_report, parse_sections
 from otelkit.report.period import Period, PeriodError, parse_period
 from otelkit.report.render import render_json, render_table
+from otelkit.report.render_csv import render_csv
+from otelkit.report.render_html import render_html
 
-__all__ = ["Period", "PeriodError", "build_report", "parse_period", "render_json", "render_table"]
+__all__ = [
+    "Period",
+    "PeriodError",
+    "SectionError",
+    "build_report",
+    "parse_period",
+    "parse_sections",
+    "render_csv",
+    "render_html",
+    "render_json",
+    "render_table",
+]

@@ -1,4 +1,4 @@
-"""Span statistics for reports, read from the store and weighted by each span's sample rate.
+"""The statistics reports compute from spans, weighted by each span's sample rate.
 
 Sampling keeps some spans and drops others; every kept span carries ``otelkit.sample.rate``
 (the store's ``sample_rate`` column), the number of spans it stands for: ``1 / probability``
@@ -34,36 +34,20 @@ With whole-number weights this is exactly Hyndman & Fan type 7 over the duration
 ``P(p) = x[j] + (h - j) * (x[j + 1] - x[j])``, and then it is computed in integer nanoseconds and
 divided once, so each result is the correctly rounded millisecond value.
 
-One scan of ``spans`` feeds every number (an unbounded window skips the ``start_ns`` index, a
-bounded one range-scans it); sorting in Python measured several times faster than SQLite
-window functions over a million spans. :func:`window_stats` is the seam for faster paths: a
-rollup-table reader can answer behind the same signature later.
+The same estimators run over the rollup tables (:mod:`otelkit.store.rollup`): every weighted
+sum there is the sum above, kept per bucket; percentiles then come from weighted histograms.
 """
 
 from __future__ import annotations
 
 import operator
-import sqlite3
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Mapping, Sequence
 
 PERCENTILES: tuple[int, ...] = (50, 95, 99)
-OTHER_TYPE = "other"
 _NS_PER_MS = 1_000_000
-
-# A span's weight: its sample rate, at least 1 (text that is no number reads as 0, so as 1).
-# One reference to the column: each one re-extracts it from the attributes JSON.
-WEIGHT_SQL = "max(CAST(sample_rate AS REAL), 1.0)"
-
-_SCAN_SQL = f"""
-SELECT coalesce(operation_type, '{OTHER_TYPE}'), name, duration_ns, status_code = 'ERROR', session_id, trace_id,
-       {WEIGHT_SQL}
-FROM spans
-"""
-_SINCE = " WHERE start_ns >= :since"
-
 
 @dataclass(frozen=True)
 class DurationStats:
@@ -80,26 +64,6 @@ class DurationStats:
     def success_rate(self) -> float | None:
         """The estimated fraction of spans whose status is not ERROR; None for an empty group."""
         return (self.count - self.errors) / self.count if self.count else None
-
-
-@dataclass(frozen=True)
-class OperationStats:
-    """The statistics of one operation: its type (``other`` when untyped) and span name."""
-
-    type: str
-    name: str
-    stats: DurationStats
-
-
-@dataclass(frozen=True)
-class WindowStats:
-    """Everything a report needs about one time window."""
-
-    overall: DurationStats
-    operations: list[OperationStats]
-    traces: float  # estimated: the sum of each distinct trace's weight
-    sessions: int  # distinct session ids seen (not an estimate; see the module docs)
-    stored_traces: int = 0
 
 
 def percentile_ms(sorted_ns: Sequence[int], percent: int) -> float:
@@ -147,78 +111,3 @@ def duration_stats(durations: list[int], weights: list[float], errors: float) ->
         percentiles_ms={p: weighted_percentile_ms(ordered, cumulative, p) for p in PERCENTILES},
         stored=n,
     )
-
-
-class _Group:
-    """What one operation's rows add up to during the scan."""
-
-    __slots__ = ("durations", "weights", "errors")
-
-    def __init__(self) -> None:
-        self.durations: list[int] = []
-        self.weights: list[float] = []
-        self.errors = 0.0
-
-
-def window_stats(conn: sqlite3.Connection, since_ns: int | None) -> WindowStats:
-    """Weighted statistics of the spans that started at or after ``since_ns`` (all spans when None)."""
-    where, params = ("", {}) if since_ns is None else (_SINCE, {"since": since_ns})
-    groups: dict[tuple[str, str], _Group] = {}
-    sessions: set[str] = set()
-    traces: dict[str, float] = {}
-    for op_type, name, duration_ns, failed, session_id, trace_id, weight in conn.execute(_SCAN_SQL + where, params):
-        key = (op_type, name)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Group()
-        group.durations.append(duration_ns)
-        group.weights.append(weight)
-        if failed:
-            group.errors += weight
-        if session_id is not None:
-            sessions.add(session_id)
-        seen = traces.get(trace_id)
-        if seen is None or weight < seen:
-            traces[trace_id] = weight
-    everything: list[int] = []
-    everything_weights: list[float] = []
-    operations = []
-    for (op_type, name), group in groups.items():
-        everything.extend(group.durations)
-        everything_weights.extend(group.weights)
-        operations.append(OperationStats(op_type, name, duration_stats(group.durations, group.weights, group.errors)))
-    return WindowStats(
-        overall=duration_stats(everything, everything_weights, sum(g.errors for g in groups.values())),
-        operations=operations,
-        traces=sum(traces.values()),
-        sessions=len(sessions),
-        stored_traces=len(traces),
-    )
-
-
-@dataclass(frozen=True)
-class UsageTotals:
-    """GenAI usage in a window, weighted: tokens, cost, and calls the pricing table could not price."""
-
-    input_tokens: float
-    output_tokens: float
-    cost_usd: float
-    unpriced_calls: float
-
-
-# The weight is computed only for spans with usage (each reference to a generated column
-# parses the attributes JSON again).
-_USAGE_SQL = f"""
-SELECT total(input_tokens * w), total(output_tokens * w), total(cost_usd * w),
-       total(w) FILTER (WHERE cost_status = 'unpriced')
-FROM (SELECT input_tokens, output_tokens, cost_usd, cost_status, {WEIGHT_SQL} AS w FROM spans
-      WHERE (input_tokens IS NOT NULL OR output_tokens IS NOT NULL OR cost_usd IS NOT NULL OR cost_status IS NOT NULL)
-"""
-_USAGE_SINCE = " AND start_ns >= :since"
-
-
-def usage_totals(conn: sqlite3.Connection, since_ns: int | None) -> UsageTotals:
-    """Estimated token and cost totals of the spans that started at or after ``since_ns`` (all when None)."""
-    where, params = ("", {}) if since_ns is None else (_USAGE_SINCE, {"since": since_ns})
-    inputs, outputs, cost, unpriced = conn.execute(_USAGE_SQL + where + ")", params).fetchone()
-    return UsageTotals(float(inputs), float(outputs), float(cost), float(unpriced))

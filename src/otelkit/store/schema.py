@@ -18,7 +18,7 @@ from pathlib import Path
 from otelkit import semconv as sc
 
 APPLICATION_ID = 0x6F746B31  # "otk1": identifies an otelkit store among SQLite files
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(RuntimeError):
@@ -176,8 +176,96 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_by_state ON alerts (state, started_ns);
 """
 
+# Version 3: rollups the writer maintains as it stores spans (see otelkit.store.rollup), so
+# reports over millions of spans read thousands of rows. Every rollup table is keyed time first
+# (resolution, bucket), so the rows a batch touches sit together at the end of the table and
+# writes stay append-like; rollup_keys and session_rollups are small (one row per operation key,
+# one per session). Migrating a store from version 2 builds its rollups from the spans it holds
+# (otelkit.store.rollup.backfill), in the migration's transaction.
+_V3 = """
+CREATE TABLE rollup_keys (
+    id             INTEGER PRIMARY KEY,
+    service_name   TEXT NOT NULL,
+    operation_type TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    provider       TEXT NOT NULL,
+    model          TEXT NOT NULL,
+    agent          TEXT NOT NULL,
+    tool           TEXT NOT NULL,
+    UNIQUE (service_name, operation_type, name, provider, model, agent, tool)
+);
+CREATE TABLE rollups (
+    resolution_s               INTEGER NOT NULL,
+    bucket_ns                  INTEGER NOT NULL,
+    key_id                     INTEGER NOT NULL REFERENCES rollup_keys (id),
+    spans                      INTEGER NOT NULL,
+    weight                     REAL NOT NULL,
+    roots                      REAL NOT NULL,
+    errors                     REAL NOT NULL,
+    duration_ns                REAL NOT NULL,
+    duration_sq_ms             REAL NOT NULL,
+    max_ns                     INTEGER NOT NULL,
+    max_trace_id               TEXT,
+    max_span_id                TEXT,
+    input_tokens               REAL NOT NULL,
+    output_tokens              REAL NOT NULL,
+    cache_read_tokens          REAL NOT NULL,
+    cost_usd                   REAL NOT NULL,
+    priced_calls               REAL NOT NULL,
+    unpriced_calls             REAL NOT NULL,
+    unpriced_input_tokens      REAL NOT NULL,
+    unpriced_output_tokens     REAL NOT NULL,
+    unpriced_cache_read_tokens REAL NOT NULL,
+    cache_hits                 REAL NOT NULL,
+    cache_checks               REAL NOT NULL,
+    true_results               REAL NOT NULL,
+    false_results              REAL NOT NULL,
+    histogram                  TEXT NOT NULL,
+    PRIMARY KEY (resolution_s, bucket_ns, key_id)
+) WITHOUT ROWID;
+CREATE TABLE error_rollups (
+    resolution_s  INTEGER NOT NULL,
+    bucket_ns     INTEGER NOT NULL,
+    key_id        INTEGER NOT NULL REFERENCES rollup_keys (id),
+    category      TEXT NOT NULL,
+    error_type    TEXT NOT NULL,
+    message       TEXT NOT NULL,
+    spans         INTEGER NOT NULL,
+    weight        REAL NOT NULL,
+    last_trace_id TEXT,
+    PRIMARY KEY (resolution_s, bucket_ns, key_id, category, error_type, message)
+) WITHOUT ROWID;
+CREATE TABLE session_rollups (
+    session_id    TEXT PRIMARY KEY,
+    service_name  TEXT NOT NULL,
+    first_ns      INTEGER NOT NULL,
+    last_ns       INTEGER NOT NULL,
+    spans         INTEGER NOT NULL,
+    weight        REAL NOT NULL,
+    traces        REAL NOT NULL,
+    errors        REAL NOT NULL,
+    llm_calls     REAL NOT NULL,
+    tool_calls    REAL NOT NULL,
+    tool_errors   REAL NOT NULL,
+    input_tokens  REAL NOT NULL,
+    output_tokens REAL NOT NULL,
+    cost_usd      REAL NOT NULL,
+    tools         TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX session_rollups_by_first ON session_rollups (first_ns);
+CREATE TABLE tool_ngrams (
+    resolution_s INTEGER NOT NULL,
+    bucket_ns    INTEGER NOT NULL,
+    service_name TEXT NOT NULL,
+    n            INTEGER NOT NULL,
+    sequence     TEXT NOT NULL,
+    weight       REAL NOT NULL,
+    PRIMARY KEY (resolution_s, bucket_ns, service_name, n, sequence)
+) WITHOUT ROWID;
+"""
+
 # MIGRATIONS[v] takes a store at version v to v + 1; version 0 is a new, empty file.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
 
 
 def _pragmas(conn: sqlite3.Connection, busy_timeout_ms: int, cache_size_mib: int) -> None:
@@ -227,6 +315,10 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
                 if statement.strip():
                     conn.execute(statement)
             version += 1
+            if version == 3:
+                from otelkit.store.rollup import backfill
+
+                backfill(conn)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -259,6 +351,22 @@ def connect_for_reading(path: str) -> sqlite3.Connection:
         _check_identity(conn, path)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not an otelkit store: {exc}") from None
-    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
         raise StoreError(f"{path} is an empty SQLite file, not an otelkit store")
+    if version < SCHEMA_VERSION:
+        conn.close()
+        _upgrade(path, version)
+        return connect_for_reading(path)
     return conn
+
+
+def _upgrade(path: str, version: int) -> None:
+    """Migrate an older store before reading it (reports need the rollups of version 3)."""
+    try:
+        connect_for_writing(path).close()
+    except (sqlite3.DatabaseError, StoreError, OSError) as exc:
+        raise StoreError(
+            f"{path} has store schema version {version} and could not be upgraded to {SCHEMA_VERSION} "
+            f"(open it once with write access): {exc}"
+        ) from None

@@ -3,7 +3,8 @@
 Rows are plain tuples in the column order below, so every producer (the SDK exporters, the
 OTLP receiver) converts once and shares this write path. Spans are inserted with
 ``INSERT OR IGNORE`` on ``(start_ns, span_id)`` so a re-delivered batch stores nothing twice
-(and its events are kept only for the spans that were new).
+(and its events are kept only for the spans that were new). The same transaction adds the new
+spans to the rollups reports read (:mod:`otelkit.store.rollup`), so they never disagree.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import orjson
 
+from otelkit.store.rollup import Accumulator, RollupWriter
 from otelkit.store.schema import connect_for_writing
 
 SPAN_COLUMNS: tuple[str, ...] = (
@@ -133,6 +135,7 @@ class StoreWriter:
         self._pid = 0
         self._fingerprints: dict[tuple[str, str], int] = {}
         self._orphans: list[sqlite3.Connection] = []
+        self._rollups = RollupWriter()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():
@@ -141,6 +144,7 @@ class StoreWriter:
                 # parent's WAL state); keep it referenced so it is not finalized either.
                 self._orphans.append(self._conn)
                 self._lock = threading.Lock()
+                self._rollups = RollupWriter()
             self._conn = connect_for_writing(self.path, self._busy_timeout_ms, self._cache_size_mib)
             self._pid = os.getpid()
         return self._conn
@@ -193,20 +197,39 @@ class StoreWriter:
                     conn.execute("ROLLBACK")
                 raise
 
-    def write_spans(self, rows: Sequence[Sequence[Any]], events: Sequence[Sequence[Any]] = ()) -> int:
-        """Store spans and their events in one transaction; returns how many spans were new."""
+    def write_spans(
+        self,
+        rows: Sequence[Sequence[Any]],
+        events: Sequence[Sequence[Any]] = (),
+        attributes: Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Store spans and their events in one transaction, and add the new ones to the rollups;
+        returns how many spans were new. ``attributes``, when given, are the rows' attribute
+        maps (what their JSON says), so the rollups need not parse it again."""
         if not rows:
             return 0
         with self._transaction() as conn:
             floor = conn.execute("SELECT coalesce(max(id), 0) FROM spans").fetchone()[0]
             inserted = _insert_rows(conn, _SPAN_PREFIX, len(SPAN_COLUMNS), rows)
-            if inserted != len(rows) and events:
-                # Some spans were stored before (a retried delivery): keep only the events of
-                # the spans this batch added.
+            if inserted != len(rows):
+                # Some spans were stored before (a retried delivery): only the spans this batch
+                # added count, with their events.
                 new_spans = set(conn.execute("SELECT trace_id, span_id FROM spans WHERE id > ?", (floor,)))
                 events = [e for e in events if (e[0], e[1]) in new_spans]
+                fresh = []
+                for i, row in enumerate(rows):
+                    ids = (row[0], row[1])
+                    if ids in new_spans:
+                        new_spans.discard(ids)  # a span twice in one batch is stored once
+                        fresh.append(i)
+                rows = [rows[i] for i in fresh]
+                attributes = None if attributes is None else [attributes[i] for i in fresh]
             if events:
                 _insert_rows(conn, _EVENT_PREFIX, len(EVENT_COLUMNS), events)
+            if rows:
+                accumulator = Accumulator()
+                accumulator.add_rows(rows, attributes)
+                self._rollups.write(conn, accumulator)
         return inserted
 
     def _write_plain(self, prefix: str, width: int, rows: Sequence[Sequence[Any]]) -> int:

@@ -1,0 +1,214 @@
+"""Commands and operations: how often each runs and fails, how long it takes, where the time
+goes (time share, the slowest steps of each command's slowest runs, the critical path of the
+slowest traces)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otelkit.report.sections.kit import (
+    Context,
+    chart,
+    col,
+    count,
+    iso,
+    mean_ms,
+    percentiles,
+    ratio,
+    section,
+    success_rate,
+    table,
+    trace_cells,
+    trace_col,
+)
+from otelkit.report.source import Slice
+from otelkit.report.traces import TraceSpan, critical_path, locate, trace_spans
+from otelkit.store.rollup import Key, Stats
+
+SLOWEST_TRACES = 5
+COMMANDS_EXAMINED = 5
+RUNS_PER_COMMAND = 3
+
+
+def operation_rows(ctx: Context) -> list[dict[str, Any]]:
+    """One row per (operation type, span name), most frequent first."""
+    groups: dict[tuple[str, str], tuple[list[Key], Stats]] = {}
+    for key, stats in ctx.by_key.items():
+        entry = groups.setdefault((key[1], key[2]), ([], Stats()))
+        entry[0].append(key)
+        entry[1].merge(stats)
+    total = sum(stats.weight for _keys, stats in groups.values())
+    total_ns = sum(stats.duration_ns for _keys, stats in groups.values())
+    rows = []
+    for (op_type, name), (keys, stats) in groups.items():
+        p = percentiles(ctx.data, keys, stats)
+        rows.append(
+            {
+                "type": op_type,
+                "name": name,
+                "count": count(stats.weight),
+                "share": ratio(stats.weight, total),
+                "success_rate": success_rate(stats),
+                "failures": count(stats.errors),
+                "avg_ms": mean_ms(stats),
+                "p50_ms": p[50],
+                "p95_ms": p[95],
+                "p99_ms": p[99],
+                "total_ms": stats.duration_ns / 1e6,
+                "time_share": ratio(stats.duration_ns, total_ns),
+            }
+        )
+    rows.sort(key=lambda r: (-r["count"], r["name"], r["type"]))
+    return rows
+
+
+def _exemplars(ctx: Context, wanted: Any, limit: int) -> list[Slice]:
+    """The slices of keys ``wanted(key)`` accepts whose longest span is longest: one per bucket
+    and key, so the slowest runs in distinct buckets."""
+    candidates = [s for s in ctx.data.slices if s.stats.max_trace_id and wanted(s.key)]
+    candidates.sort(key=lambda s: -s.stats.max_ns)
+    chosen: list[Slice] = []
+    seen: set[str] = set()
+    for item in candidates:
+        if item.stats.max_trace_id in seen:
+            continue
+        seen.add(item.stats.max_trace_id)  # type: ignore[arg-type]
+        chosen.append(item)
+        if len(chosen) == limit:
+            break
+    return chosen
+
+
+def _trace_of(ctx: Context, item: Slice) -> tuple[list[TraceSpan], str] | None:
+    bucket = item.bucket_ns
+    found = locate(ctx.conn, item.stats.max_span_id or "", bucket, item.resolution_s)
+    if found is None:
+        return None
+    trace_id, start, end = found
+    return trace_spans(ctx.conn, trace_id, start, end), item.stats.max_span_id or ""
+
+
+def slowest_traces(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The slowest root operations (one row each) and their critical paths (one row per step)."""
+    traces: list[dict[str, Any]] = []
+    paths: list[dict[str, Any]] = []
+    for rank, item in enumerate(_exemplars(ctx, lambda k: True, SLOWEST_TRACES * 4), start=1):
+        if item.stats.roots <= 0:
+            continue
+        read = _trace_of(ctx, item)
+        if read is None:
+            continue
+        spans, root_id = read
+        root = next((s for s in spans if s.span_id == root_id), None)
+        if root is None or root.parent_span_id is not None:
+            continue
+        traces.append(
+            {"rank": len(traces) + 1, **trace_cells(ctx, item.stats.max_trace_id), "name": root.name,
+             "type": root.operation_type, "duration_ms": root.duration_ns / 1e6, "spans": len(spans),
+             "started": iso(root.start_ns), "failed": root.failed}
+        )  # fmt: skip
+        for depth, (span, own_ns) in enumerate(critical_path(spans, root_id)):
+            paths.append(
+                {"trace": len(traces), **trace_cells(ctx, item.stats.max_trace_id), "depth": depth,
+                 "name": span.name, "type": span.operation_type, "duration_ms": span.duration_ns / 1e6,
+                 "own_ms": own_ns / 1e6, "own_share": ratio(own_ns, root.duration_ns)}
+            )  # fmt: skip
+        if len(traces) == SLOWEST_TRACES:
+            break
+    return traces, paths
+
+
+def slowest_steps(ctx: Context, operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For the most frequent commands, the steps (and other operations) inside their slowest
+    runs, by the share of the run's time they took."""
+    commands = [row["name"] for row in operations if row["type"] == "command"][:COMMANDS_EXAMINED]
+    rows: list[dict[str, Any]] = []
+    for command in commands:
+        runs = _exemplars(ctx, lambda k, c=command: k[1] == "command" and k[2] == c, RUNS_PER_COMMAND)
+        totals: dict[tuple[str, str], list[float]] = {}
+        run_ns = 0
+        for item in runs:
+            read = _trace_of(ctx, item)
+            if read is None:
+                continue
+            spans, root_id = read
+            root = next((s for s in spans if s.span_id == root_id), None)
+            if root is None:
+                continue
+            run_ns += root.duration_ns
+            for span in spans:
+                if span.span_id != root_id and span.operation_type == "step":
+                    entry = totals.setdefault((span.operation_type, span.name), [0.0, 0.0])
+                    entry[0] += span.duration_ns
+                    entry[1] += 1
+        for (op_type, name), (total_ns, calls) in sorted(totals.items(), key=lambda kv: -kv[1][0]):
+            rows.append(
+                {"command": command, "type": op_type, "name": name, "runs": len(runs), "calls": int(calls),
+                 "total_ms": total_ns / 1e6, "share_of_run": ratio(total_ns, run_ns)}
+            )  # fmt: skip
+    return rows
+
+
+def build(ctx: Context) -> dict[str, Any]:
+    operations = operation_rows(ctx)
+    bottlenecks = sorted((r for r in operations if r["time_share"]), key=lambda r: -r["time_share"])[:15]
+    traces, paths = slowest_traces(ctx)
+    steps = slowest_steps(ctx, operations)
+    commands = [r for r in operations if r["type"] == "command"]
+    values = {
+        "operations": len(operations),
+        "commands": len(commands),
+        "most_used": operations[0]["name"] if operations else None,
+        "most_time": bottlenecks[0]["name"] if bottlenecks else None,
+        "least_reliable": min(
+            (r for r in operations if r["count"] >= 10), key=lambda r: (r["success_rate"], r["name"]), default={}
+        ).get("name"),
+    }
+    op_columns = [
+        col("type", "Type"), col("name", "Name"), col("count", "Count", "int"), col("share", "Share", "share"),
+        col("success_rate", "Success", "rate"), col("failures", "Failures", "int"), col("avg_ms", "Avg ms", "ms"),
+        col("p50_ms", "p50 ms", "ms"), col("p95_ms", "p95 ms", "ms"), col("p99_ms", "p99 ms", "ms"),
+        col("time_share", "Time share", "share"),
+    ]  # fmt: skip
+    return section(
+        "Commands and operations",
+        [col("operations", "Operations", "int"), col("commands", "Commands", "int"), col("most_used", "Most used"),
+         col("most_time", "Most time"), col("least_reliable", "Least reliable (10+ runs)")],  # fmt: skip
+        values,
+        {
+            "operations": table("Operations, most frequent first", op_columns, operations),
+            "commands": table("Commands", op_columns, commands),
+            "bottlenecks": table(
+                "Where the time goes",
+                [col("type", "Type"), col("name", "Name"), col("total_ms", "Total ms", "ms"),
+                 col("time_share", "Time share", "share"), col("p95_ms", "p95 ms", "ms")],  # fmt: skip
+                bottlenecks,
+            ),
+            "slowest_steps": table(
+                "Slowest steps in each command's slowest runs",
+                [col("command", "Command"), col("name", "Step"), col("runs", "Runs", "int"),
+                 col("calls", "Calls", "int"), col("total_ms", "Total ms", "ms"),
+                 col("share_of_run", "Share of run", "share")],  # fmt: skip
+                steps,
+            ),
+            "slowest_traces": table(
+                "Slowest traces",
+                [col("rank", "#", "int"), trace_col(), col("name", "Root"), col("type", "Type"),
+                 col("duration_ms", "Duration ms", "ms"), col("spans", "Spans", "int"), col("started", "Started", "time")],  # fmt: skip
+                traces,
+            ),
+            "critical_path": table(
+                "Critical path of the slowest traces",
+                [col("trace", "Trace #", "int"), col("depth", "Depth", "int"), col("name", "Span"), col("type", "Type"),
+                 col("duration_ms", "Duration ms", "ms"), col("own_ms", "Own ms", "ms"),
+                 col("own_share", "Own share", "share")],  # fmt: skip
+                paths,
+            ),
+        },
+        [
+            chart("Time share by operation", "hbar", "bottlenecks", "name", ["time_share"]),
+            chart("Most frequent operations", "hbar", "operations", "name", ["count"]),
+        ],
+        ["Critical path: from each slow trace's root, the child that finished last, step by step; "
+         "own time is the part not spent in the next span of the path."],  # fmt: skip
+    )
