@@ -29,6 +29,13 @@ def search_docs(query: str, rng: random.Random) -> list[str]:
     return [f"doc-{len(query)}", f"doc-{len(query) + 1}"]
 
 
+@otelkit.tool("fetch_changelog")
+def fetch_changelog(version: str, rng: random.Random) -> list[str]:
+    """A tool that reads what changed since the last release."""
+    time.sleep(rng.uniform(0.001, 0.003))
+    return [f"fix issue #{rng.randrange(1000)} in module {m}" for m in "abcde"[: rng.randint(2, 5)]]
+
+
 def summarize(changelog: list[str], rng: random.Random) -> str:
     """A fake LLM call: word counts stand in for tokens, a fixed price stands in for cost."""
     with otelkit.llm("demo-model-small", "demo") as call:
@@ -58,11 +65,13 @@ def release(version: str, rng: random.Random) -> bool:
         if not gate.check(passed):
             return False
     with otelkit.agent("release-notes-writer"):
-        changelog = [f"fix issue #{rng.randrange(1000)} in module {m}" for m in "abcde"[: rng.randint(2, 5)]]
-        try:
-            search_docs(f"changes in {version}", rng)
-        except TimeoutError:
-            pass
+        changelog = fetch_changelog(version, rng)
+        for _attempt in range(2):  # one retry when the docs index times out
+            try:
+                search_docs(f"changes in {version}", rng)
+                break
+            except TimeoutError:
+                continue
         summary = summarize(changelog, rng)
         with otelkit.template("release_notes.txt"):
             NOTES.substitute(version=version, summary=summary, artifacts=", ".join(artifacts))

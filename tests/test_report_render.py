@@ -184,6 +184,8 @@ def document() -> dict[str, Any]:
         (3725.0, "duration_s", "1h 02m"),
         (185.0, "duration_s", "3m 05s"),
         (12.34, "duration_s", "12.3s"),
+        (0.0323, "duration_s", "32ms"),
+        (0.0042, "duration_s", "4.2ms"),
         (59.97, "duration_s", "1m 00s"),
         (3599.9, "duration_s", "1h 00m"),
         (TRACE_A, "trace", TRACE_A),
@@ -440,3 +442,11 @@ def test_truncated_chart_says_so(document: dict[str, Any]) -> None:
 
 def test_template_ships_with_the_package() -> None:
     assert (resources.files("otelkit.report") / "templates" / "report.html.j2").is_file()
+
+
+def test_values_no_field_describes_stay_out_of_table_and_html(document: dict[str, Any]) -> None:
+    section = next(iter(document["sections"].values()))
+    section["values"]["undescribed_marker_value"] = "zz-only-in-json-zz"
+    assert "zz-only-in-json-zz" not in render_table(document)
+    assert "zz-only-in-json-zz" not in render_html(document)
+    assert "zz-only-in-json-zz" in render_csv(document)

@@ -84,9 +84,11 @@ def _usd(value: float) -> str:
 
 
 def _duration_s(value: float) -> str:
-    """``12.3s`` under a minute, ``3m 05s`` under an hour, ``1h 02m`` beyond."""
+    """``350ms`` under a second, ``12.3s`` under a minute, ``3m 05s`` under an hour, ``1h 02m`` beyond."""
     if value < 0:
         return "-" + _duration_s(-value)
+    if round(value, 3) < 1:
+        return f"{value * 1000:.1f}ms" if value < 0.01 else f"{value * 1000:.0f}ms"
     if round(value, 1) < 60:
         return f"{value:.1f}s"
     seconds = round(value)

@@ -91,10 +91,8 @@ def _print_section(console: Console, name: str, section: dict[str, Any], *, colo
 
 
 def _value_specs(fields: list[dict[str, Any]], values: dict[str, Any]) -> list[dict[str, Any]]:
-    """The fields to show: those the builder described, then any value it did not, as text."""
-    described = {field_key(field) for field in fields}
-    extra = [{"key": key, "label": key, "format": "text"} for key in values if key not in described]
-    return [*fields, *extra]
+    """The fields to show: those the builder described (other values are for JSON and CSV)."""
+    return list(fields)
 
 
 def _values_table(fields: list[dict[str, Any]], values: dict[str, Any]) -> Table:

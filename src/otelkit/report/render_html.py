@@ -201,11 +201,8 @@ def _section_view(name: str, anchor: str, section: dict[str, Any]) -> SectionVie
 
 
 def _cards(fields: list[dict[str, Any]], values: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """Stat cards (label, formatted value): described fields first, then any undescribed value."""
-    described = {field_key(field) for field in fields}
-    cards = [(field_label(field), format_value(values.get(field_key(field)), field.get("format"))) for field in fields]
-    cards += [(str(key), format_value(value, "text")) for key, value in values.items() if key not in described]
-    return tuple(cards)
+    """Stat cards (label, formatted value) of the described fields (other values are for JSON and CSV)."""
+    return tuple((field_label(field), format_value(values.get(field_key(field)), field.get("format"))) for field in fields)
 
 
 def _table_view(table: dict[str, Any]) -> TableView:

@@ -55,28 +55,36 @@ def trace_spans(conn: sqlite3.Connection, trace_id: str, start_ns: int, end_ns: 
     ]
 
 
-def critical_path(spans: Sequence[TraceSpan], root_id: str) -> list[tuple[TraceSpan, int]]:
-    """The chain of spans that decided when the trace finished, each with the time on the path
-    that was its own (not spent in the next span of the chain).
+def critical_path(spans: Sequence[TraceSpan], root_id: str) -> list[tuple[TraceSpan, int, int]]:
+    """The spans the trace's end waited for, as (span, depth, own ns), root first, in time order.
 
-    From the root, repeatedly step into the child that ended last: the work the parent was
-    waiting for at its end. Own time is the span's duration minus the part of it the next
-    span of the chain covers."""
+    Walking back from a span's end, its critical children are the child that ended last, then
+    the child that ended last before that one started, and so on; whatever time no critical
+    child covers is the span's own. Each critical child is walked the same way (the approach
+    of Jaeger's critical path). Children running beside a critical one are left out."""
     by_id = {span.span_id: span for span in spans}
     children: dict[str, list[TraceSpan]] = {}
     for span in spans:
         if span.parent_span_id is not None:
             children.setdefault(span.parent_span_id, []).append(span)
-    path: list[tuple[TraceSpan, int]] = []
-    current = by_id.get(root_id)
+    path: list[tuple[TraceSpan, int, int]] = []
+    root = by_id.get(root_id)
+    if root is None:
+        return path
+    stack: list[tuple[TraceSpan, int]] = [(root, 0)]
     seen: set[str] = set()
-    while current is not None and current.span_id not in seen:
-        seen.add(current.span_id)
-        kids = children.get(current.span_id, [])
-        last = max(kids, key=lambda s: (s.end_ns, s.duration_ns), default=None)
-        covered = 0
-        if last is not None:
-            covered = max(0, min(last.end_ns, current.end_ns) - max(last.start_ns, current.start_ns))
-        path.append((current, max(current.duration_ns - covered, 0)))
-        current = last
+    while stack:
+        span, depth = stack.pop()
+        if span.span_id in seen:
+            continue
+        seen.add(span.span_id)
+        chain: list[TraceSpan] = []
+        cursor = span.end_ns
+        for kid in sorted(children.get(span.span_id, ()), key=lambda s: s.end_ns, reverse=True):
+            if kid.end_ns <= cursor and kid.start_ns >= span.start_ns:
+                chain.append(kid)
+                cursor = kid.start_ns
+        covered = sum(kid.duration_ns for kid in chain)
+        path.append((span, depth, max(span.duration_ns - covered, 0)))
+        stack.extend((kid, depth + 1) for kid in chain)  # chain is latest first: pops earliest first
     return path

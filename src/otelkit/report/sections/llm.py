@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from otelkit.report.sections.kit import (
+    DAY_NS,
     Context,
     chart,
     col,
@@ -76,15 +77,25 @@ def _table(
     return rows
 
 
-def _cost_per_day(ctx: Context) -> list[dict[str, Any]]:
-    rows = []
-    for bucket, stats in ctx.series(86_400).items():
-        if stats.input_tokens or stats.output_tokens or stats.cost_usd or stats.unpriced_calls:
-            rows.append(
-                {"day": day(bucket), "cost_usd": stats.cost_usd, "input_tokens": count(stats.input_tokens),
-                 "output_tokens": count(stats.output_tokens), "unpriced_calls": count(stats.unpriced_calls)}
-            )  # fmt: skip
-    return rows
+def _cost_per_day(ctx: Context, llm: dict[Key, Stats]) -> list[dict[str, Any]]:
+    """Cost and tokens per UTC day, calls without a cost priced now as in the totals (every
+    slice of the window lies within one day, whatever its resolution)."""
+    days: dict[int, list[float]] = {}
+    for item in ctx.data.slices:
+        if item.key not in llm:
+            continue
+        stats = item.stats
+        priced_now = ctx.unpriced_cost(item.key, stats) if stats.unpriced_calls else 0.0
+        entry = days.setdefault(item.bucket_ns - item.bucket_ns % DAY_NS, [0.0, 0.0, 0.0, 0.0])
+        entry[0] += stats.cost_usd + (priced_now or 0.0)
+        entry[1] += stats.input_tokens
+        entry[2] += stats.output_tokens
+        entry[3] += stats.unpriced_calls if priced_now is None else 0.0
+    return [
+        {"day": day(bucket), "cost_usd": cost, "input_tokens": count(inputs), "output_tokens": count(outputs),
+         "unpriced_calls": count(unpriced)}
+        for bucket, (cost, inputs, outputs, unpriced) in sorted(days.items())
+    ]  # fmt: skip
 
 
 def build(ctx: Context) -> dict[str, Any]:
@@ -145,7 +156,7 @@ def build(ctx: Context) -> dict[str, Any]:
                 "Cost per day",
                 [col("day", "Day"), col("cost_usd", "Cost", "usd"), col("input_tokens", "Input tokens", "int"),
                  col("output_tokens", "Output tokens", "int"), col("unpriced_calls", "Unpriced calls", "int")],  # fmt: skip
-                _cost_per_day(ctx),
+                _cost_per_day(ctx, llm),
             ),
             "unpriced": table(
                 "Models without a price (add them under pricing.models in the policy)",

@@ -4,9 +4,11 @@ slowest traces)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from otelkit.report.sections.kit import (
+    MINUTE_NS,
     Context,
     chart,
     col,
@@ -21,7 +23,6 @@ from otelkit.report.sections.kit import (
     trace_cells,
     trace_col,
 )
-from otelkit.report.source import Slice
 from otelkit.report.traces import TraceSpan, critical_path, locate, trace_spans
 from otelkit.store.rollup import Key, Stats
 
@@ -62,56 +63,97 @@ def operation_rows(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
-def _exemplars(ctx: Context, wanted: Any, limit: int) -> list[Slice]:
-    """The slices of keys ``wanted(key)`` accepts whose longest span is longest: one per bucket
-    and key, so the slowest runs in distinct buckets."""
-    candidates = [s for s in ctx.data.slices if s.stats.max_trace_id and wanted(s.key)]
+@dataclass(frozen=True)
+class Run:
+    """One slow span to read the trace of: where it started (a bucket) and its ids."""
+
+    trace_id: str
+    span_id: str
+    bucket_ns: int
+    resolution_s: int
+
+
+def slowest_runs(ctx: Context, wanted: Callable[[Key], bool], limit: int, roots_only: bool = False) -> list[Run]:
+    """The slowest spans of the keys ``wanted`` accepts, slowest first, one per trace.
+
+    An exact window ranks its spans; a rollup window ranks each bucket's slowest span (so two
+    slow runs in one bucket show as one)."""
+    if ctx.data.source == "exact":
+        return _slowest_spans(ctx, wanted, limit, roots_only)
+    candidates = [
+        s for s in ctx.data.slices if s.stats.max_trace_id and wanted(s.key) and (s.stats.roots > 0 or not roots_only)
+    ]
     candidates.sort(key=lambda s: -s.stats.max_ns)
-    chosen: list[Slice] = []
+    runs: list[Run] = []
     seen: set[str] = set()
     for item in candidates:
-        if item.stats.max_trace_id in seen:
-            continue
-        seen.add(item.stats.max_trace_id)  # type: ignore[arg-type]
-        chosen.append(item)
-        if len(chosen) == limit:
+        trace_id = item.stats.max_trace_id or ""
+        if trace_id not in seen:
+            seen.add(trace_id)
+            runs.append(Run(trace_id, item.stats.max_span_id or "", item.bucket_ns, item.resolution_s))
+        if len(runs) == limit:
             break
-    return chosen
+    return runs
 
 
-def _trace_of(ctx: Context, item: Slice) -> tuple[list[TraceSpan], str] | None:
-    bucket = item.bucket_ns
-    found = locate(ctx.conn, item.stats.max_span_id or "", bucket, item.resolution_s)
+def _slowest_spans(ctx: Context, wanted: Callable[[Key], bool], limit: int, roots_only: bool) -> list[Run]:
+    names = sorted({key[2] for key in ctx.by_key if wanted(key)})
+    if not names:
+        return []
+    since = -(2**63) if ctx.since_ns is None else ctx.since_ns
+    until = 2**63 - 1 if ctx.until_ns is None else ctx.until_ns
+    where = f"start_ns >= ? AND start_ns < ? AND name IN ({', '.join('?' * len(names))})"
+    params: list[Any] = [since, until, *names]
+    if roots_only:
+        where += " AND parent_span_id IS NULL"
+    if ctx.source.service is not None:
+        where += " AND service_name = ?"
+        params.append(ctx.source.service)
+    runs: list[Run] = []
+    seen: set[str] = set()
+    for trace_id, span_id, start in ctx.conn.execute(
+        f"SELECT trace_id, span_id, start_ns FROM spans WHERE {where} ORDER BY duration_ns DESC LIMIT ?",
+        [*params, limit * 4],
+    ):
+        if trace_id not in seen:
+            seen.add(trace_id)
+            runs.append(Run(trace_id, span_id, start - start % MINUTE_NS, 60))
+        if len(runs) == limit:
+            break
+    return runs
+
+
+def _trace_of(ctx: Context, run: Run) -> tuple[list[TraceSpan], TraceSpan] | None:
+    """The spans of a run's trace (those that started while it ran) and the run's own span."""
+    found = locate(ctx.conn, run.span_id, run.bucket_ns, run.resolution_s)
     if found is None:
         return None
     trace_id, start, end = found
-    return trace_spans(ctx.conn, trace_id, start, end), item.stats.max_span_id or ""
+    spans = trace_spans(ctx.conn, trace_id, start, end)
+    own = next((s for s in spans if s.span_id == run.span_id), None)
+    return None if own is None else (spans, own)
 
 
 def slowest_traces(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The slowest root operations (one row each) and their critical paths (one row per step)."""
+    """The slowest root spans (one row each) and their critical paths (one row per span)."""
     traces: list[dict[str, Any]] = []
     paths: list[dict[str, Any]] = []
-    for rank, item in enumerate(_exemplars(ctx, lambda k: True, SLOWEST_TRACES * 4), start=1):
-        if item.stats.roots <= 0:
+    for run in slowest_runs(ctx, lambda k: True, SLOWEST_TRACES * 2, roots_only=True):
+        read = _trace_of(ctx, run)
+        if read is None or read[1].parent_span_id is not None:
             continue
-        read = _trace_of(ctx, item)
-        if read is None:
-            continue
-        spans, root_id = read
-        root = next((s for s in spans if s.span_id == root_id), None)
-        if root is None or root.parent_span_id is not None:
-            continue
+        spans, root = read
         traces.append(
-            {"rank": len(traces) + 1, **trace_cells(ctx, item.stats.max_trace_id), "name": root.name,
+            {"rank": len(traces) + 1, **trace_cells(ctx, run.trace_id), "name": root.name,
              "type": root.operation_type, "duration_ms": root.duration_ns / 1e6, "spans": len(spans),
              "started": iso(root.start_ns), "failed": root.failed}
         )  # fmt: skip
-        for depth, (span, own_ns) in enumerate(critical_path(spans, root_id)):
+        for span, depth, own_ns in critical_path(spans, root.span_id):
             paths.append(
-                {"trace": len(traces), **trace_cells(ctx, item.stats.max_trace_id), "depth": depth,
-                 "name": span.name, "type": span.operation_type, "duration_ms": span.duration_ns / 1e6,
-                 "own_ms": own_ns / 1e6, "own_share": ratio(own_ns, root.duration_ns)}
+                {"trace": len(traces), **trace_cells(ctx, run.trace_id), "depth": depth,
+                 "name": span.name, "type": span.operation_type,
+                 "duration_ms": span.duration_ns / 1e6, "own_ms": own_ns / 1e6,
+                 "own_share": ratio(own_ns, root.duration_ns)}
             )  # fmt: skip
         if len(traces) == SLOWEST_TRACES:
             break
@@ -119,34 +161,47 @@ def slowest_traces(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 
 def slowest_steps(ctx: Context, operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For the most frequent commands, the steps (and other operations) inside their slowest
-    runs, by the share of the run's time they took."""
+    """For the most frequent commands, the steps inside their slowest runs, by the share of
+    the runs' time they took."""
     commands = [row["name"] for row in operations if row["type"] == "command"][:COMMANDS_EXAMINED]
     rows: list[dict[str, Any]] = []
     for command in commands:
-        runs = _exemplars(ctx, lambda k, c=command: k[1] == "command" and k[2] == c, RUNS_PER_COMMAND)
-        totals: dict[tuple[str, str], list[float]] = {}
+        totals: dict[str, list[float]] = {}
         run_ns = 0
-        for item in runs:
-            read = _trace_of(ctx, item)
+        runs = 0
+        for run in slowest_runs(ctx, lambda k, c=command: k[1] == "command" and k[2] == c, RUNS_PER_COMMAND):
+            read = _trace_of(ctx, run)
             if read is None:
                 continue
-            spans, root_id = read
-            root = next((s for s in spans if s.span_id == root_id), None)
-            if root is None:
-                continue
+            spans, root = read
+            runs += 1
             run_ns += root.duration_ns
-            for span in spans:
-                if span.span_id != root_id and span.operation_type == "step":
-                    entry = totals.setdefault((span.operation_type, span.name), [0.0, 0.0])
+            inside = _descendants(spans, root.span_id)
+            for span in inside:
+                if span.operation_type == "step":
+                    entry = totals.setdefault(span.name, [0.0, 0.0])
                     entry[0] += span.duration_ns
                     entry[1] += 1
-        for (op_type, name), (total_ns, calls) in sorted(totals.items(), key=lambda kv: -kv[1][0]):
+        for name, (total_ns, calls) in sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0])):
             rows.append(
-                {"command": command, "type": op_type, "name": name, "runs": len(runs), "calls": int(calls),
+                {"command": command, "name": name, "runs": runs, "calls": int(calls),
                  "total_ms": total_ns / 1e6, "share_of_run": ratio(total_ns, run_ns)}
             )  # fmt: skip
     return rows
+
+
+def _descendants(spans: list[TraceSpan], root_id: str) -> list[TraceSpan]:
+    children: dict[str, list[TraceSpan]] = {}
+    for span in spans:
+        if span.parent_span_id is not None:
+            children.setdefault(span.parent_span_id, []).append(span)
+    found: list[TraceSpan] = []
+    stack = list(children.get(root_id, ()))
+    while stack:
+        span = stack.pop()
+        found.append(span)
+        stack.extend(children.get(span.span_id, ()))
+    return found
 
 
 def build(ctx: Context) -> dict[str, Any]:

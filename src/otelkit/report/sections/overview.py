@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from otelkit.report.formatting import format_value
 from otelkit.report.sections.kit import (
+    DAY_NS,
     Context,
     change,
     chart,
@@ -73,6 +75,20 @@ _COMPARED = (
 )
 
 
+def _days(ctx: Context) -> list[tuple[dict[str, Any], Stats]]:
+    """Per UTC day: the day's stats, and its cost with calls stored without one priced now."""
+    days: dict[int, tuple[dict[str, Any], Stats]] = {}
+    for item in ctx.data.slices:
+        start = item.bucket_ns - item.bucket_ns % DAY_NS
+        entry = days.get(start)
+        if entry is None:
+            entry = days[start] = ({"day": day(start), "cost_usd": 0.0}, Stats())
+        entry[1].merge(item.stats)
+        priced_now = ctx.unpriced_cost(item.key, item.stats) if item.stats.unpriced_calls else 0.0
+        entry[0]["cost_usd"] += item.stats.cost_usd + (priced_now or 0.0)
+    return [days[start] for start in sorted(days)]
+
+
 def build(ctx: Context) -> dict[str, Any]:
     values = figures(ctx, ctx.data)
     values["sessions"] = len(ctx.sessions)
@@ -85,13 +101,14 @@ def build(ctx: Context) -> dict[str, Any]:
     for key, _label, _fmt in _COMPARED:
         values[f"{key}_change"] = change(values[key], previous[key]) if previous else None
     comparison = [
-        {"metric": label, "current": values[key], "previous": previous[key] if previous else None,
-         "change": values[f"{key}_change"]}
-        for key, label, _fmt in _COMPARED
+        {"metric": label, "now": format_value(values[key], fmt),
+         "before": format_value(previous[key], fmt) if previous else None, "change": values[f"{key}_change"],
+         "current": values[key], "previous": previous[key] if previous else None}
+        for key, label, fmt in _COMPARED
     ]  # fmt: skip
     per_day = [
-        {"day": day(bucket), "spans": count(stats.weight), "errors": count(stats.errors), "cost_usd": stats.cost_usd}
-        for bucket, stats in ctx.series(86_400).items()
+        {"day": row["day"], "spans": count(stats.weight), "errors": count(stats.errors), "cost_usd": row["cost_usd"]}
+        for row, stats in _days(ctx)
     ]
     fields = [
         col("spans", "Spans", "int"), col("traces", "Traces", "int"), col("sessions", "Sessions", "int"),
@@ -111,8 +128,7 @@ def build(ctx: Context) -> dict[str, Any]:
         {
             "comparison": table(
                 "Compared with the previous period",
-                [col("metric", "Metric"), col("current", "Now", "float"), col("previous", "Before", "float"),
-                 col("change", "Change", "change")],  # fmt: skip
+                [col("metric", "Metric"), col("now", "Now"), col("before", "Before"), col("change", "Change", "change")],
                 comparison,
             ),
             "per_day": table(
