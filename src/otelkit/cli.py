@@ -196,7 +196,7 @@ def write_output(text: str, output: str | None) -> None:
     "exact",
     default=None,
     help="Read the window from the spans themselves (exact percentiles), or from the rollup tables.  "
-    "[default: exact when the window holds at most 200,000 spans]",
+    "[default: exact when the window holds at most 50,000 spans]",
 )
 @click.option(
     "--reprice",

@@ -27,7 +27,7 @@ from otelkit.store.rollup import (
 )
 from otelkit.store.writer import SPAN_COLUMNS
 
-EXACT_LIMIT = 200_000
+EXACT_LIMIT = 50_000
 _NS = 1_000_000_000
 _LOW = -(2**63)
 _HIGH = 2**63 - 1

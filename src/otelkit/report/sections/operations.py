@@ -4,6 +4,7 @@ slowest traces)."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ from otelkit.report.sections.kit import (
     trace_col,
 )
 from otelkit.report.traces import TraceSpan, critical_path, locate, trace_spans
-from otelkit.store.rollup import Key, Stats
+from otelkit.store.rollup import Key, Stats, bin_value_ns
 
 SLOWEST_TRACES = 5
 COMMANDS_EXAMINED = 5
@@ -204,8 +205,42 @@ def _descendants(spans: list[TraceSpan], root_id: str) -> list[TraceSpan]:
     return found
 
 
+LATENCY_EDGES_MS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+DISTRIBUTION_OPERATIONS = 5
+
+
+def _bucket_labels() -> list[str]:
+    def ms(value: float) -> str:
+        return f"{value / 1000:g}s" if value >= 1000 else f"{value:g}ms"
+
+    edges = LATENCY_EDGES_MS
+    return [f"<{ms(edges[0])}"] + [f"{ms(a)}-{ms(b)}" for a, b in zip(edges, edges[1:])] + [f">={ms(edges[-1])}"]
+
+
+def latency_distribution(ctx: Context, operations: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Weighted span counts per latency bucket (one row each) for the most frequent operations
+    (one column each, keyed ``op_<n>``), and those operations' names."""
+    top = operations[:DISTRIBUTION_OPERATIONS]
+    labels = _bucket_labels()
+    rows: list[dict[str, Any]] = [{"latency": label} for label in labels]
+    for n, op in enumerate(top):
+        counts = [0.0] * len(labels)
+        keys = [key for key in ctx.by_key if (key[1], key[2]) == (op["type"], op["name"])]
+        durations = ctx.data.durations
+        if durations is not None:
+            pairs = ((d / 1e6, w) for key in keys for d, w in durations.get(key, ()))
+        else:
+            pairs = ((bin_value_ns(b) / 1e6, w) for key in keys for b, w in ctx.by_key[key].histogram.items())
+        for value_ms, weight in pairs:
+            counts[bisect_right(LATENCY_EDGES_MS, value_ms)] += weight
+        for row, value in zip(rows, counts):
+            row[f"op_{n}"] = count(value)
+    return rows, [op["name"] for op in top]
+
+
 def build(ctx: Context) -> dict[str, Any]:
     operations = operation_rows(ctx)
+    distribution, distribution_names = latency_distribution(ctx, operations)
     bottlenecks = sorted((r for r in operations if r["time_share"]), key=lambda r: -r["time_share"])[:15]
     traces, paths = slowest_traces(ctx)
     steps = slowest_steps(ctx, operations)
@@ -252,6 +287,11 @@ def build(ctx: Context) -> dict[str, Any]:
                  col("duration_ms", "Duration ms", "ms"), col("spans", "Spans", "int"), col("started", "Started", "time")],  # fmt: skip
                 traces,
             ),
+            "latency_distribution": table(
+                "Latency distribution of the most frequent operations (spans per bucket)",
+                [col("latency", "Latency"), *(col(f"op_{n}", name, "int") for n, name in enumerate(distribution_names))],
+                distribution,
+            ),
             "critical_path": table(
                 "Critical path of the slowest traces",
                 [col("trace", "Trace #", "int"), col("depth", "Depth", "int"), col("name", "Span"), col("type", "Type"),
@@ -263,6 +303,10 @@ def build(ctx: Context) -> dict[str, Any]:
         [
             chart("Time share by operation", "hbar", "bottlenecks", "name", ["time_share"]),
             chart("Most frequent operations", "hbar", "operations", "name", ["count"]),
+            chart(
+                "Latency distribution of the most frequent operations", "histogram", "latency_distribution",
+                "latency", [f"op_{n}" for n in range(len(distribution_names))],
+            ),
         ],
         ["Critical path: from each slow trace's root, the child that finished last, step by step; "
          "own time is the part not spent in the next span of the path."],  # fmt: skip
