@@ -20,7 +20,6 @@ from otelkit.store import StoreWriter, connect_for_reading
 from otelkit.store.rollup import (
     HISTOGRAM_ACCURACY,
     RESOLUTIONS,
-    ToolSequences,
     bin_value_ns,
     histogram_bin,
     histogram_percentile_ms,
@@ -174,11 +173,39 @@ def test_sessions_and_tool_sequences_continue_across_batches(tmp_path: Path) -> 
     assert grams["search > read > search > read > test"] == 1
 
 
-def test_tool_sequences_order_calls_by_start_and_keep_sequences_apart() -> None:
-    sequences = ToolSequences(limit=10)
-    calls = [("s:a", 3, "c", 1.0, ""), ("s:b", 1, "x", 1.0, ""), ("s:a", 1, "a", 1.0, ""), ("s:a", 2, "b", 2.0, "")]
-    grams = {(n, seq): w for _s, _svc, n, seq, w in sequences.ngrams(calls)}
-    assert grams == {(2, "a > b"): 2.0, (2, "b > c"): 1.0, (3, "a > b > c"): 1.0}
+def test_tool_sequences_do_not_depend_on_write_order(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    calls = []
+    for session in range(6):
+        for i in range(12):
+            tool = rng.choice(["search", "read", "test", "edit"])
+            calls.append((session, i, tool))
+    expected: dict[str, int] = {}
+    for session in range(6):
+        tools = [tool for s, _i, tool in calls if s == session]
+        for n in (2, 3, 4, 5):
+            for end in range(n - 1, len(tools)):
+                gram = " > ".join(tools[end + 1 - n : end + 1])
+                expected[gram] = expected.get(gram, 0) + 1
+    rows = [
+        row(session * 100 + i + 1, BASE + i * MINUTE + session, 1000, name=f"execute_tool {tool}",
+            attrs={sc.OPERATION_TYPE: "tool", sc.GEN_AI_TOOL_NAME: tool, sc.SESSION_ID: f"s{session}"},
+            trace=session * 100 + i)  # fmt: skip
+        for session, i, tool in calls
+    ]
+    for order in ("forward", "shuffled", "reversed"):
+        db = tmp_path / f"{order}.db"
+        batch = list(rows) if order == "forward" else rows[::-1] if order == "reversed" else rng.sample(rows, len(rows))
+        writer = StoreWriter(str(db))
+        for start in range(0, len(batch), 7):
+            writer.write_spans(batch[start : start + 7])
+        grams = dict(
+            sqlite3.connect(db).execute(
+                "SELECT sequence, sum(weight) FROM tool_ngrams WHERE resolution_s = 86400 GROUP BY sequence "
+                "HAVING sum(weight) > 1e-9"
+            )
+        )
+        assert grams == pytest.approx(expected), order
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -237,7 +264,7 @@ def test_upgrading_a_version_2_store_builds_its_rollups(tmp_path: Path) -> None:
     )
     before = rollup_totals(db, 3600)
     conn = sqlite3.connect(db)
-    for table in ("rollups", "error_rollups", "session_rollups", "tool_ngrams", "rollup_keys"):
+    for table in ("rollups", "error_rollups", "session_rollups", "tool_ngrams", "tool_calls", "rollup_keys"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from otelkit.store.rollup import (
     KEY_COLUMNS,
@@ -23,16 +23,16 @@ from otelkit.store.rollup import (
     Key,
     SessionStats,
     Stats,
-    ToolSequences,
 )
+from otelkit.store.tool_sequences import window_ngrams
 from otelkit.store.writer import SPAN_COLUMNS
 
 EXACT_LIMIT = 50_000
+MINUTE_NS = 60 * 1_000_000_000
 _NS = 1_000_000_000
 _LOW = -(2**63)
 _HIGH = 2**63 - 1
 
-Progress = Callable[[str], None]
 
 
 def _floor(value: int, step: int) -> int:
@@ -93,6 +93,39 @@ class Slice:
     stats: Stats
 
 
+class SlowSpan(NamedTuple):
+    trace_id: str
+    span_id: str
+    start_ns: int
+    end_ns: int
+
+
+def _one_per_trace(spans: Sequence[SlowSpan], limit: int) -> list[SlowSpan]:
+    chosen: list[SlowSpan] = []
+    seen: set[str] = set()
+    for span in spans:
+        if span.trace_id not in seen:
+            seen.add(span.trace_id)
+            chosen.append(span)
+            if len(chosen) == limit:
+                break
+    return chosen
+
+
+class ErrorRow(NamedTuple):
+    """Failed spans of one bucket, key, category, error type and message template."""
+
+    bucket_ns: int
+    key: Key
+    category: str
+    error_type: str
+    message: str
+    spans: int
+    weight: float
+    last_trace_id: str | None
+    last_ns: int
+
+
 @dataclass
 class WindowData:
     """Everything the report sections read about one window."""
@@ -101,7 +134,7 @@ class WindowData:
     until_ns: int | None
     source: str  # "exact" or "rollups"
     slices: list[Slice] = field(default_factory=list)
-    errors: list[tuple[int, Key, str, str, str, int, float, str | None]] = field(default_factory=list)
+    errors: list[ErrorRow] = field(default_factory=list)
     ngrams: dict[tuple[int, str], float] = field(default_factory=dict)
     durations: dict[Key, list[tuple[int, float]]] | None = None
     traces: float | None = None
@@ -188,17 +221,17 @@ class Source:
         acc = Accumulator(exact=True)
         acc.add_rows(self._raw_rows(_LOW if since_ns is None else since_ns, _HIGH if until_ns is None else until_ns))
         data = WindowData(since_ns, until_ns, "exact", durations=acc.durations, traces=sum(acc.traces.values()))
-        self._add_accumulated(data, acc, exact_ngrams=True)
+        self._add_accumulated(data, acc, with_ngrams=True)
         return data
 
-    def _add_accumulated(self, data: WindowData, acc: Accumulator, exact_ngrams: bool) -> None:
+    def _add_accumulated(self, data: WindowData, acc: Accumulator, with_ngrams: bool) -> None:
         for (minute, key), stats in acc.groups.items():
             data.slices.append(Slice(minute, 0, key, stats))
-        for (minute, key, category, error_type, message), (spans, weight, trace_id) in acc.errors.items():
-            data.errors.append((minute, key, category, error_type, message, spans, weight, trace_id))
-        if acc.tool_calls:
-            for _start, _service, n, sequence, w in ToolSequences().ngrams(acc.tool_calls):
-                data.ngrams[(n, sequence)] = data.ngrams.get((n, sequence), 0.0) + w
+        for (minute, key, category, error_type, message), (spans, weight, trace_id, last) in acc.errors.items():
+            data.errors.append(ErrorRow(minute, key, category, error_type, message, spans, weight, trace_id, last))
+        if with_ngrams and acc.tool_calls:
+            for slot, weight in window_ngrams(self.conn, acc.tool_calls).items():
+                data.ngrams[slot] = data.ngrams.get(slot, 0.0) + weight
 
     def _from_rollups(self, since_ns: int | None, until_ns: int | None) -> WindowData:
         data = WindowData(since_ns, until_ns, "rollups")
@@ -207,7 +240,7 @@ class Source:
             if segment.resolution_s == 0:
                 acc = Accumulator()
                 acc.add_rows(self._raw_rows(segment.since_ns, segment.until_ns))
-                self._add_accumulated(data, acc, exact_ngrams=False)
+                self._add_accumulated(data, acc, with_ngrams=False)
                 continue
             bounds = [segment.resolution_s, segment.since_ns, segment.until_ns]
             for row in self.conn.execute(
@@ -218,33 +251,103 @@ class Source:
             ):
                 data.slices.append(Slice(row[0], segment.resolution_s, self._key(row[1]), Stats.from_row(row[2:])))
             for row in self.conn.execute(
-                "SELECT e.bucket_ns, e.key_id, e.category, e.error_type, e.message, e.spans, e.weight, e.last_trace_id "
+                "SELECT e.bucket_ns, e.key_id, e.category, e.error_type, e.message, e.spans, e.weight, e.last_trace_id, "
+                "e.last_ns "
                 "FROM error_rollups e JOIN rollup_keys k ON k.id = e.key_id "
                 f"WHERE e.resolution_s = ? AND e.bucket_ns >= ? AND e.bucket_ns < ?{clause}",
                 [*bounds, *params],
             ):
-                data.errors.append((row[0], self._key(row[1]), *row[2:]))  # type: ignore[arg-type]
+                data.errors.append(ErrorRow(row[0], self._key(row[1]), *row[2:]))
         self._rollup_ngrams(data, since_ns, until_ns)
         return data
 
     def _rollup_ngrams(self, data: WindowData, since_ns: int | None, until_ns: int | None) -> None:
         """Tool sequences: whole hours and days from ``tool_ngrams`` (the finest it keeps is an
         hour), the rest of the window's edges from the spans."""
-        data.ngrams.clear()
         clause, params = self._service_clause("service_name")
         for segment in cover(since_ns, until_ns, RESOLUTIONS[1:]):
             if segment.resolution_s == 0:
                 acc = Accumulator()
                 acc.add_rows(self._raw_rows(segment.since_ns, segment.until_ns))
-                for _start, _service, n, sequence, w in ToolSequences().ngrams(acc.tool_calls):
-                    data.ngrams[(n, sequence)] = data.ngrams.get((n, sequence), 0.0) + w
+                for slot, weight in window_ngrams(self.conn, acc.tool_calls).items():
+                    data.ngrams[slot] = data.ngrams.get(slot, 0.0) + weight
                 continue
             for n, sequence, weight in self.conn.execute(
                 "SELECT n, sequence, sum(weight) FROM tool_ngrams WHERE resolution_s = ? AND bucket_ns >= ? "
-                f"AND bucket_ns < ?{clause} GROUP BY n, sequence",
+                f"AND bucket_ns < ?{clause} GROUP BY n, sequence HAVING sum(weight) > 1e-9",
                 [segment.resolution_s, segment.since_ns, segment.until_ns, *params],
             ):
                 data.ngrams[(n, sequence)] = data.ngrams.get((n, sequence), 0.0) + weight
+
+    def key_id(self, key: Key) -> int | None:
+        """The ``rollup_keys`` id of a key (None when the store has no such key)."""
+        row = self.conn.execute(
+            f"SELECT id FROM rollup_keys WHERE {' AND '.join(f'{c} = ?' for c in KEY_COLUMNS)}", key
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def slowest(self, data: WindowData, wanted: Callable[[Key], bool], limit: int, roots_only: bool = False) -> list[SlowSpan]:
+        """The ``limit`` slowest spans of the keys ``wanted`` accepts in the window, one per trace.
+
+        An exact window ranks its spans in SQL. A rollup window ranks the buckets' slowest spans
+        first: the ``limit``-th of them (distinct traces) bounds the answer from below, so only
+        minutes whose slowest span reaches that bound can hold one, and only those minutes are
+        read from the spans (the minute rollups say which)."""
+        low = _LOW if data.since_ns is None else data.since_ns
+        high = _HIGH if data.until_ns is None else data.until_ns
+        if data.source == "exact":
+            keys = [key for key in data.by_key() if wanted(key)]
+            return self._slowest_in(low, high, keys, 0, limit, roots_only)
+        candidates = sorted(
+            (s for s in data.slices if s.stats.max_trace_id and wanted(s.key) and (s.stats.roots > 0 or not roots_only)),
+            key=lambda s: -s.stats.max_ns,
+        )
+        traces: set[str] = set()
+        bound = 0
+        for item in candidates:
+            traces.add(item.stats.max_trace_id or "")
+            bound = item.stats.max_ns
+            if len(traces) == limit:
+                break
+        minutes: set[tuple[int, Key]] = set()
+        for item in candidates:
+            if item.stats.max_ns < bound:
+                break
+            if item.resolution_s <= 60:
+                minutes.add((item.bucket_ns - item.bucket_ns % MINUTE_NS, item.key))
+                continue
+            key_id = self.key_id(item.key)
+            for (bucket,) in self.conn.execute(
+                "SELECT bucket_ns FROM rollups WHERE resolution_s = 60 AND bucket_ns >= ? AND bucket_ns < ? "
+                "AND key_id = ? AND max_ns >= ?",
+                (item.bucket_ns, item.bucket_ns + item.resolution_s * _NS, key_id, bound),
+            ):
+                minutes.add((bucket, item.key))
+        found: list[SlowSpan] = []
+        for minute, key in minutes:
+            found.extend(
+                self._slowest_in(max(minute, low), min(minute + MINUTE_NS, high), [key], bound, limit, roots_only)
+            )
+        found.sort(key=lambda s: (s.start_ns - s.end_ns, s.trace_id))
+        return _one_per_trace(found, limit)
+
+    def _slowest_in(
+        self, since_ns: int, until_ns: int, keys: Sequence[Key], at_least_ns: int, limit: int, roots_only: bool
+    ) -> list[SlowSpan]:
+        """The slowest spans (one per trace) in ``[since, until)`` named and served like ``keys``."""
+        names = sorted({(key[0], key[2]) for key in keys})
+        if not names:
+            return []
+        pairs = " OR ".join("(coalesce(service_name, '') = ? AND name = ?)" for _ in names)
+        where = f"start_ns >= ? AND start_ns < ? AND duration_ns >= ? AND ({pairs})"
+        params: list[Any] = [since_ns, until_ns, at_least_ns, *(v for pair in names for v in pair)]
+        if roots_only:
+            where += " AND parent_span_id IS NULL"
+        rows = self.conn.execute(
+            f"SELECT trace_id, span_id, start_ns, end_ns FROM spans WHERE {where} ORDER BY duration_ns DESC LIMIT ?",
+            [*params, limit * 4],
+        )
+        return _one_per_trace([SlowSpan(*row) for row in rows], limit)
 
     def sessions(self, since_ns: int | None, until_ns: int | None) -> dict[str, SessionStats]:
         """The sessions that started in the window, whole (their figures cover their whole life)."""
@@ -256,7 +359,8 @@ class Source:
         return {
             row[0]: SessionStats.from_row(row[1:])
             for row in self.conn.execute(
-                f"SELECT session_id, {', '.join(SessionStats.FIELDS)}, tools FROM session_rollups WHERE {where}", params
+                f"SELECT session_id, {', '.join(SessionStats.FIELDS)}, tools, unpriced FROM session_rollups WHERE {where}",
+                params,
             )
         }
 

@@ -1,10 +1,9 @@
-"""Whole traces for the report: found from a rollup exemplar, read through the time index.
+"""Whole traces for the report, read through the time index, and their critical paths.
 
-The store has no index on ``trace_id`` (see :mod:`otelkit.store.schema`), so a trace is read in
-two range scans of ``spans_by_start``: its root span is found among the spans that started in
-the exemplar's bucket (the index holds ``span_id``, so this touches index pages only), and its
-spans among those that started while the root ran. A child that starts after its root ended
-(fire-and-forget work) is not part of what this returns.
+The store has no index on ``trace_id`` (see :mod:`otelkit.store.schema`), so a trace is read
+as the spans with its id among those that started while its root ran (a range scan of
+``spans_by_start``). A child that starts after its root ended (fire-and-forget work) is not
+part of what this returns.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Sequence
 
-_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -29,18 +27,6 @@ class TraceSpan:
     @property
     def duration_ns(self) -> int:
         return self.end_ns - self.start_ns
-
-
-def locate(
-    conn: sqlite3.Connection, span_id: str, bucket_ns: int, resolution_s: int
-) -> tuple[str, int, int] | None:
-    """(trace id, start, end) of span ``span_id`` that started in the bucket, or None."""
-    width = max(resolution_s, 60) * _NS
-    row = conn.execute(
-        "SELECT trace_id, start_ns, end_ns FROM spans WHERE start_ns >= ? AND start_ns < ? AND span_id = ?",
-        (bucket_ns, bucket_ns + width, span_id),
-    ).fetchone()
-    return None if row is None else (row[0], row[1], row[2])
 
 
 def trace_spans(conn: sqlite3.Connection, trace_id: str, start_ns: int, end_ns: int) -> list[TraceSpan]:

@@ -12,7 +12,7 @@ same transaction, into four tables (schema version 3, :mod:`otelkit.store.schema
 - ``session_rollups``: one row per ``session.id``: first and last time, spans, traces, errors,
   LLM and tool calls, tokens, cost, and calls per tool.
 - ``tool_ngrams``: how often each sequence of 2 to 5 tool calls occurred within a session (or
-  a trace, without one), per bucket.
+  a trace, without one), per bucket; ``tool_calls`` holds the calls the sequences are made of.
 
 Buckets exist at three resolutions (:data:`RESOLUTIONS`: a minute, an hour, a day), so a
 window of any length is covered by few rows: whole days in the middle, hours and minutes at
@@ -28,9 +28,8 @@ Histogram accuracy: a duration ``d`` (ns, > 0) falls in bin ``ceil(ln d / ln g)`
 read from a histogram is therefore within 1% of the duration at that rank. Zero and negative
 durations have a bin of their own that reads back as 0.
 
-Tool sequences follow the order of the calls' start times within a batch, and continue across
-batches from an in-memory tail per sequence key (bounded; see :class:`ToolSequences`): calls
-of one session written by different processes, or across a restart, are not joined.
+Tool sequences follow the calls' start times within each session (or trace), whatever order
+they are written in (see :mod:`otelkit.store.tool_sequences`).
 """
 
 from __future__ import annotations
@@ -38,12 +37,12 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from collections import OrderedDict
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 
 from otelkit import semconv as sc
+from otelkit.store.tool_sequences import ToolCall, ngram_delta
 
 RESOLUTIONS: tuple[int, ...] = (60, 3600, 86400)  # seconds per bucket
 MINUTE_NS = 60_000_000_000
@@ -51,8 +50,8 @@ HISTOGRAM_ACCURACY = 0.01
 _GAMMA = (1 + HISTOGRAM_ACCURACY) / (1 - HISTOGRAM_ACCURACY)
 _INV_LN_GAMMA = 1 / math.log(_GAMMA)
 ZERO_BIN = -(2**31)  # durations <= 0
-NGRAM_SIZES: tuple[int, ...] = (2, 3, 4, 5)
 OTHER_TYPE = "other"
+UNIT_SEPARATOR = "\x1f"  # between provider and model in SessionStats.unpriced keys
 MESSAGE_LIMIT = 200
 _log, _ceil = math.log, math.ceil
 
@@ -158,13 +157,14 @@ KEY_COLUMNS: tuple[str, ...] = ("service_name", "operation_type", "name", "provi
 
 
 class SessionStats:
-    """One session's figures (weighted but ``spans``)."""
+    """One session's figures (weighted but ``spans``). ``unpriced`` holds the tokens of its
+    calls stored without a cost, per ``provider<US>model``, so a report can price them."""
 
     FIELDS: tuple[str, ...] = (
         "service_name", "first_ns", "last_ns", "spans", "weight", "traces", "errors", "llm_calls", "tool_calls",
         "tool_errors", "input_tokens", "output_tokens", "cost_usd",
     )  # fmt: skip
-    __slots__ = FIELDS + ("tools",)
+    __slots__ = FIELDS + ("tools", "unpriced")
 
     def __init__(self, service_name: str, first_ns: int, last_ns: int) -> None:
         self.service_name = service_name
@@ -173,17 +173,31 @@ class SessionStats:
         self.weight = self.traces = self.errors = self.llm_calls = self.tool_calls = self.tool_errors = 0.0
         self.input_tokens = self.output_tokens = self.cost_usd = 0.0
         self.tools: dict[str, float] = {}
+        self.unpriced: dict[str, list[float]] = {}
+
+    def add_unpriced(self, model_key: str, tokens: Sequence[float]) -> None:
+        """Add weighted (input, output, cache read) tokens of calls without a cost."""
+        entry = self.unpriced.setdefault(model_key, [0.0, 0.0, 0.0])
+        for index, value in enumerate(tokens):
+            entry[index] += value
 
     def merge(self, other: "SessionStats") -> None:
-        self.first_ns = min(self.first_ns, other.first_ns)
+        """Add ``other`` (more of the same session); the service is that of its earliest span."""
+        if other.first_ns < self.first_ns:
+            self.first_ns, self.service_name = other.first_ns, other.service_name
         self.last_ns = max(self.last_ns, other.last_ns)
         for name in SessionStats.FIELDS[3:]:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for tool, calls in other.tools.items():
             self.tools[tool] = self.tools.get(tool, 0.0) + calls
+        for model_key, tokens in other.unpriced.items():
+            self.add_unpriced(model_key, tokens)
 
     def row_values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in SessionStats.FIELDS) + (orjson.dumps(self.tools).decode(),)
+        return tuple(getattr(self, name) for name in SessionStats.FIELDS) + (
+            orjson.dumps(self.tools).decode(),
+            orjson.dumps(self.unpriced).decode(),
+        )
 
     @classmethod
     def from_row(cls, values: Sequence[Any]) -> "SessionStats":
@@ -191,6 +205,7 @@ class SessionStats:
         for name, value in zip(SessionStats.FIELDS[3:], values[3:]):
             setattr(stats, name, value)
         stats.tools = orjson.loads(values[len(SessionStats.FIELDS)])
+        stats.unpriced = orjson.loads(values[len(SessionStats.FIELDS) + 1])
         return stats
 
 
@@ -260,7 +275,7 @@ class Accumulator:
         self.groups: dict[tuple[int, Key], Stats] = {}
         self.errors: dict[tuple[int, Key, str, str, str], list[Any]] = {}
         self.sessions: dict[str, SessionStats] = {}
-        self.tool_calls: list[tuple[str, int, str, float, str]] = []  # (sequence key, start, tool, w, service)
+        self.tool_calls: list[ToolCall] = []
         self.exact = exact
         self.durations: dict[Key, list[tuple[int, float]]] = {}
         self.traces: dict[str, float] = {}
@@ -298,6 +313,7 @@ class Accumulator:
                 self.traces[row[_TRACE]] = w
         op_type = key[1]
         inputs = outputs = cost = 0.0
+        unpriced: tuple[float, float, float] | None = None
         if op_type == _LLM or _INPUT in attrs or _OUTPUT in attrs:
             inputs = _number(attrs.get(_INPUT))
             outputs = _number(attrs.get(_OUTPUT))
@@ -311,6 +327,7 @@ class Accumulator:
                 stats.cost_usd += w * cost
                 stats.priced_calls += w
             elif inputs or outputs:
+                unpriced = (w * inputs, w * outputs, w * cached)
                 stats.unpriced_calls += w
                 stats.unpriced_input_tokens += w * inputs
                 stats.unpriced_output_tokens += w * outputs
@@ -334,18 +351,21 @@ class Accumulator:
             error_key = (minute, key, category, error_type, message_template(row[_MESSAGE]))
             entry = self.errors.get(error_key)
             if entry is None:
-                self.errors[error_key] = [1, w, row[_TRACE]]
+                self.errors[error_key] = [1, w, row[_TRACE], start]
             else:
                 entry[0] += 1
                 entry[1] += w
-                entry[2] = row[_TRACE]
+                if start >= entry[3]:
+                    entry[2], entry[3] = row[_TRACE], start
         session_id = attrs.get(_SESSION)
+        session: SessionStats | None = None
         if session_id.__class__ is str and session_id:
             session = self.sessions.get(session_id)
             if session is None:
                 session = self.sessions[session_id] = SessionStats(key[0], start, end)
             else:
-                session.first_ns = min(session.first_ns, start)
+                if start < session.first_ns:
+                    session.first_ns, session.service_name = start, key[0]
                 session.last_ns = max(session.last_ns, end)
             session.spans += 1
             session.weight += w
@@ -358,17 +378,19 @@ class Accumulator:
             session.input_tokens += w * inputs
             session.output_tokens += w * outputs
             session.cost_usd += w * cost
+            if unpriced is not None:
+                session.add_unpriced(f"{key[3]}{UNIT_SEPARATOR}{key[4]}", unpriced)
         if op_type == _TOOL:
             tool = key[6]
-            if session_id.__class__ is str and session_id:
+            if session is not None:
                 session.tool_calls += w
                 session.tools[tool] = session.tools.get(tool, 0.0) + w
                 if failed:
                     session.tool_errors += w
-                sequence_key = "s:" + session_id
+                sequence_key = "s:" + str(session_id)
             else:
                 sequence_key = "t:" + row[_TRACE]
-            self.tool_calls.append((sequence_key, start, tool, w, key[0]))
+            self.tool_calls.append(ToolCall(sequence_key, start, row[_SPAN], tool, w, key[0]))
 
     def add_rows(self, rows: Iterable[Sequence[Any]], attributes: Iterable[Mapping[str, Any]] | None = None) -> None:
         """Add span rows; their attributes are parsed from the rows' JSON unless given."""
@@ -388,28 +410,6 @@ def _parse(text: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class ToolSequences:
-    """The last few tool calls of each sequence (a session, or a trace without one), so that
-    sequences continue across batches; at most ``limit`` sequences, least recently used dropped."""
-
-    def __init__(self, limit: int = 20_000) -> None:
-        self._tails: OrderedDict[str, tuple[str, ...]] = OrderedDict()
-        self._limit = limit
-
-    def ngrams(self, calls: Sequence[tuple[str, int, str, float, str]]) -> Iterator[tuple[int, str, int, str, float]]:
-        """(start of the last call, service, n, sequence, weight) for every n-gram the calls complete.
-
-        A sequence of n calls counts with the weight of its last call: the call that completed it."""
-        for sequence_key, start, tool, w, service in sorted(calls, key=lambda c: (c[0], c[1])):
-            tail = self._tails.pop(sequence_key, ()) + (tool,)
-            for n in NGRAM_SIZES:
-                if len(tail) >= n:
-                    yield start, service, n, " > ".join(tail[-n:]), w
-            self._tails[sequence_key] = tail[-(max(NGRAM_SIZES) - 1) :]
-            while len(self._tails) > self._limit:
-                self._tails.popitem(last=False)
-
-
 def _bucket(start_ns: int, resolution_s: int) -> int:
     return start_ns - start_ns % (resolution_s * 1_000_000_000)
 
@@ -419,7 +419,6 @@ class RollupWriter:
 
     def __init__(self) -> None:
         self._key_ids: dict[Key, int] = {}
-        self.sequences = ToolSequences()
 
     def reset(self) -> None:
         """Forget cached key ids (after the connection changed, e.g. in a forked child)."""
@@ -469,26 +468,29 @@ class RollupWriter:
             return
         for resolution in RESOLUTIONS:
             merged: dict[tuple[int, int, str, str, str], list[Any]] = {}
-            for (minute, key, category, error_type, message), (spans, weight, trace_id) in acc.errors.items():
+            for (minute, key, category, error_type, message), (spans, weight, trace_id, last) in acc.errors.items():
                 slot = (_bucket(minute, resolution), self.key_id(conn, key), category, error_type, message)
                 entry = merged.get(slot)
                 if entry is None:
-                    merged[slot] = [spans, weight, trace_id]
+                    merged[slot] = [spans, weight, trace_id, last]
                 else:
                     entry[0] += spans
                     entry[1] += weight
-                    entry[2] = trace_id
+                    if last >= entry[3]:
+                        entry[2], entry[3] = trace_id, last
             conn.executemany(
                 "INSERT INTO error_rollups (resolution_s, bucket_ns, key_id, category, error_type, message, spans, "
-                "weight, last_trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                "spans = spans + excluded.spans, weight = weight + excluded.weight, last_trace_id = excluded.last_trace_id",
+                "weight, last_trace_id, last_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "spans = spans + excluded.spans, weight = weight + excluded.weight, "
+                "last_trace_id = CASE WHEN excluded.last_ns >= last_ns THEN excluded.last_trace_id ELSE last_trace_id END, "
+                "last_ns = max(last_ns, excluded.last_ns)",
                 [(resolution, *slot, *entry) for slot, entry in merged.items()],
             )
 
     def _write_sessions(self, conn: sqlite3.Connection, acc: Accumulator) -> None:
         for session_id, stats in acc.sessions.items():
             old = conn.execute(
-                f"SELECT {', '.join(SessionStats.FIELDS)}, tools FROM session_rollups WHERE session_id = ?",
+                f"SELECT {', '.join(SessionStats.FIELDS)}, tools, unpriced FROM session_rollups WHERE session_id = ?",
                 (session_id,),
             ).fetchone()
             if old is not None:
@@ -501,7 +503,7 @@ class RollupWriter:
         if not acc.tool_calls:
             return
         merged: dict[tuple[int, int, str, int, str], float] = {}
-        for start, service, n, sequence, w in self.sequences.ngrams(acc.tool_calls):
+        for (start, service, n, sequence), w in ngram_delta(conn, acc.tool_calls).items():
             for resolution in RESOLUTIONS[1:]:
                 slot = (resolution, _bucket(start, resolution), service, n, sequence)
                 merged[slot] = merged.get(slot, 0.0) + w
@@ -522,8 +524,8 @@ _ROLLUP_UPSERT = (
     f"VALUES ({', '.join('?' * (len(Stats.FIELDS) + 4))})"
 )
 _SESSION_UPSERT = (
-    f"INSERT OR REPLACE INTO session_rollups (session_id, {', '.join(SessionStats.FIELDS)}, tools) "
-    f"VALUES ({', '.join('?' * (len(SessionStats.FIELDS) + 2))})"
+    f"INSERT OR REPLACE INTO session_rollups (session_id, {', '.join(SessionStats.FIELDS)}, tools, unpriced) "
+    f"VALUES ({', '.join('?' * (len(SessionStats.FIELDS) + 3))})"
 )
 
 

@@ -233,6 +233,7 @@ CREATE TABLE error_rollups (
     spans         INTEGER NOT NULL,
     weight        REAL NOT NULL,
     last_trace_id TEXT,
+    last_ns       INTEGER NOT NULL,
     PRIMARY KEY (resolution_s, bucket_ns, key_id, category, error_type, message)
 ) WITHOUT ROWID;
 CREATE TABLE session_rollups (
@@ -250,7 +251,8 @@ CREATE TABLE session_rollups (
     input_tokens  REAL NOT NULL,
     output_tokens REAL NOT NULL,
     cost_usd      REAL NOT NULL,
-    tools         TEXT NOT NULL
+    tools         TEXT NOT NULL,
+    unpriced      TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX session_rollups_by_first ON session_rollups (first_ns);
 CREATE TABLE tool_ngrams (
@@ -261,6 +263,15 @@ CREATE TABLE tool_ngrams (
     sequence     TEXT NOT NULL,
     weight       REAL NOT NULL,
     PRIMARY KEY (resolution_s, bucket_ns, service_name, n, sequence)
+) WITHOUT ROWID;
+CREATE TABLE tool_calls (
+    sequence_key TEXT NOT NULL,
+    start_ns     INTEGER NOT NULL,
+    span_id      TEXT NOT NULL,
+    tool         TEXT NOT NULL,
+    weight       REAL NOT NULL,
+    service_name TEXT NOT NULL,
+    PRIMARY KEY (sequence_key, start_ns, span_id)
 ) WITHOUT ROWID;
 """
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from otelkit.report.sections.kit import Context, col, detail_resolution, iso, mean_ms, section, std_ms, table, trace_cells, trace_col
-from otelkit.store.rollup import Stats
+from otelkit.report.source import cover
+from otelkit.store.rollup import RESOLUTIONS, Stats
 
 SIGMAS = 3.0
 MIN_SPANS = 30
@@ -36,32 +37,44 @@ def baselines(ctx: Context) -> dict[tuple[str, str], tuple[float, float, float]]
 
 
 def _candidates(ctx: Context, floor_ns: float) -> list[tuple[int, str, str, int, str | None]]:
-    """(start or bucket, type, name, duration ns, trace id) of spans that may be anomalies."""
-    since = _LOW if ctx.since_ns is None else ctx.since_ns
-    until = _HIGH if ctx.until_ns is None else ctx.until_ns
+    """(start or bucket, type, name, duration ns, trace id) of spans that may be anomalies: the
+    spans themselves in an exact window; else each detail bucket's slowest span, for the buckets
+    inside the window, and the spans themselves in the partial buckets at its edges."""
+    if ctx.data.source == "exact":
+        return _raw_candidates(ctx, ctx.since_ns, ctx.until_ns, floor_ns)
+    detail = detail_resolution(ctx)
+    found: list[tuple[int, str, str, int, str | None]] = []
+    service = "" if ctx.source.service is None else " AND k.service_name = ?"
+    extra: list[Any] = [] if ctx.source.service is None else [ctx.source.service]
+    for segment in cover(ctx.since_ns, ctx.until_ns, [r for r in RESOLUTIONS if r <= detail]):
+        if segment.resolution_s == 0:
+            found.extend(_raw_candidates(ctx, segment.since_ns, segment.until_ns, floor_ns))
+            continue
+        found.extend(
+            (row[0], row[1], row[2], row[3], row[4])
+            for row in ctx.conn.execute(
+                "SELECT r.bucket_ns, k.operation_type, k.name, r.max_ns, r.max_trace_id FROM rollups r "
+                "JOIN rollup_keys k ON k.id = r.key_id WHERE r.resolution_s = ? AND r.bucket_ns >= ? "
+                f"AND r.bucket_ns < ? AND r.max_ns > ?{service}",
+                [segment.resolution_s, segment.since_ns, segment.until_ns, int(floor_ns), *extra],
+            )
+        )
+    return found
+
+
+def _raw_candidates(
+    ctx: Context, since_ns: int | None, until_ns: int | None, floor_ns: float
+) -> list[tuple[int, str, str, int, str | None]]:
     service = "" if ctx.source.service is None else " AND service_name = ?"
-    params: list[Any] = [since, until, int(floor_ns)]
+    params: list[Any] = [_LOW if since_ns is None else since_ns, _HIGH if until_ns is None else until_ns, int(floor_ns)]
     if ctx.source.service is not None:
         params.append(ctx.source.service)
-    if ctx.data.source == "exact":
-        return [
-            (row[0], row[1] or "other", row[2], row[3], row[4])
-            for row in ctx.conn.execute(
-                "SELECT start_ns, operation_type, name, duration_ns, trace_id FROM spans "
-                f"WHERE start_ns >= ? AND start_ns < ? AND duration_ns > ?{service}",
-                params,
-            )
-        ]
-    resolution = detail_resolution(ctx)
-    step = resolution * 1_000_000_000
-    params[0] = since - since % step if since != _LOW else _LOW
     return [
-        (row[0], row[1], row[2], row[3], row[4])
+        (row[0], row[1] or "other", row[2], row[3], row[4])
         for row in ctx.conn.execute(
-            "SELECT r.bucket_ns, k.operation_type, k.name, r.max_ns, r.max_trace_id FROM rollups r "
-            "JOIN rollup_keys k ON k.id = r.key_id WHERE r.resolution_s = ? AND r.bucket_ns >= ? AND r.bucket_ns < ? "
-            f"AND r.max_ns > ?{service.replace('service_name', 'k.service_name')}",
-            [resolution, *params],
+            "SELECT start_ns, operation_type, name, duration_ns, trace_id FROM spans "
+            f"WHERE start_ns >= ? AND start_ns < ? AND duration_ns > ?{service}",
+            params,
         )
     ]
 

@@ -79,15 +79,15 @@ def build(ctx: Context) -> dict[str, Any]:
     per_day: dict[str, dict[str, float]] = {}
     messages: dict[tuple[str, str, str], list[Any]] = {}
     hotspots: dict[tuple[str, str, str], float] = {}
-    for bucket, key, category, error_type, message, _spans, weight, trace_id in ctx.data.errors:
+    for bucket, key, category, error_type, message, _spans, weight, trace_id, last_ns in ctx.data.errors:
         by_category[category] = by_category.get(category, 0.0) + weight
         by_type[(error_type or "(none)", category)] = by_type.get((error_type or "(none)", category), 0.0) + weight
         daily = per_day.setdefault(day(bucket), {})
         daily[category] = daily.get(category, 0.0) + weight
-        entry = messages.setdefault((message, error_type, category), [0.0, None, -1])
+        entry = messages.setdefault((message, error_type, category), [0.0, None, -(2**63)])
         entry[0] += weight
-        if bucket >= entry[2]:
-            entry[1], entry[2] = trace_id, bucket
+        if last_ns >= entry[2]:
+            entry[1], entry[2] = trace_id, last_ns
         hot = (key[1], key[2], category)
         hotspots[hot] = hotspots.get(hot, 0.0) + weight
     errors = sum(by_category.values())

@@ -91,15 +91,15 @@ class Context:
         Prices are linear in tokens, so pricing the weighted sums equals pricing each call."""
         if not stats.unpriced_calls:
             return 0.0
-        price = self.pricing.lookup(key[3] or None, key[4] or None)
+        tokens = (stats.unpriced_input_tokens, stats.unpriced_output_tokens, stats.unpriced_cache_read_tokens)
+        return self.price_tokens(key[3], key[4], tokens)
+
+    def price_tokens(self, provider: str, model: str, tokens: Sequence[float]) -> float | None:
+        """The cost of (input, output, cache read) tokens of a model, None when it has no price."""
+        price = self.pricing.lookup(provider or None, model or None)
         if price is None:
             return None
-        return cost_usd(
-            price,
-            round(stats.unpriced_input_tokens),
-            round(stats.unpriced_output_tokens),
-            round(stats.unpriced_cache_read_tokens),
-        )
+        return cost_usd(price, round(tokens[0]), round(tokens[1]), round(tokens[2]))
 
 
 def detail_resolution(ctx: Context) -> int:

@@ -5,11 +5,9 @@ slowest traces)."""
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from otelkit.report.sections.kit import (
-    MINUTE_NS,
     Context,
     chart,
     col,
@@ -24,7 +22,8 @@ from otelkit.report.sections.kit import (
     trace_cells,
     trace_col,
 )
-from otelkit.report.traces import TraceSpan, critical_path, locate, trace_spans
+from otelkit.report.source import SlowSpan
+from otelkit.report.traces import TraceSpan, critical_path, trace_spans
 from otelkit.store.rollup import Key, Stats, bin_value_ns
 
 SLOWEST_TRACES = 5
@@ -41,7 +40,7 @@ def operation_rows(ctx: Context) -> list[dict[str, Any]]:
         entry[1].merge(stats)
     total = sum(stats.weight for _keys, stats in groups.values())
     total_ns = sum(stats.duration_ns for _keys, stats in groups.values())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (op_type, name), (keys, stats) in groups.items():
         p = percentiles(ctx.data, keys, stats)
         rows.append(
@@ -64,73 +63,9 @@ def operation_rows(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
-@dataclass(frozen=True)
-class Run:
-    """One slow span to read the trace of: where it started (a bucket) and its ids."""
-
-    trace_id: str
-    span_id: str
-    bucket_ns: int
-    resolution_s: int
-
-
-def slowest_runs(ctx: Context, wanted: Callable[[Key], bool], limit: int, roots_only: bool = False) -> list[Run]:
-    """The slowest spans of the keys ``wanted`` accepts, slowest first, one per trace.
-
-    An exact window ranks its spans; a rollup window ranks each bucket's slowest span (so two
-    slow runs in one bucket show as one)."""
-    if ctx.data.source == "exact":
-        return _slowest_spans(ctx, wanted, limit, roots_only)
-    candidates = [
-        s for s in ctx.data.slices if s.stats.max_trace_id and wanted(s.key) and (s.stats.roots > 0 or not roots_only)
-    ]
-    candidates.sort(key=lambda s: -s.stats.max_ns)
-    runs: list[Run] = []
-    seen: set[str] = set()
-    for item in candidates:
-        trace_id = item.stats.max_trace_id or ""
-        if trace_id not in seen:
-            seen.add(trace_id)
-            runs.append(Run(trace_id, item.stats.max_span_id or "", item.bucket_ns, item.resolution_s))
-        if len(runs) == limit:
-            break
-    return runs
-
-
-def _slowest_spans(ctx: Context, wanted: Callable[[Key], bool], limit: int, roots_only: bool) -> list[Run]:
-    names = sorted({key[2] for key in ctx.by_key if wanted(key)})
-    if not names:
-        return []
-    since = -(2**63) if ctx.since_ns is None else ctx.since_ns
-    until = 2**63 - 1 if ctx.until_ns is None else ctx.until_ns
-    where = f"start_ns >= ? AND start_ns < ? AND name IN ({', '.join('?' * len(names))})"
-    params: list[Any] = [since, until, *names]
-    if roots_only:
-        where += " AND parent_span_id IS NULL"
-    if ctx.source.service is not None:
-        where += " AND service_name = ?"
-        params.append(ctx.source.service)
-    runs: list[Run] = []
-    seen: set[str] = set()
-    for trace_id, span_id, start in ctx.conn.execute(
-        f"SELECT trace_id, span_id, start_ns FROM spans WHERE {where} ORDER BY duration_ns DESC LIMIT ?",
-        [*params, limit * 4],
-    ):
-        if trace_id not in seen:
-            seen.add(trace_id)
-            runs.append(Run(trace_id, span_id, start - start % MINUTE_NS, 60))
-        if len(runs) == limit:
-            break
-    return runs
-
-
-def _trace_of(ctx: Context, run: Run) -> tuple[list[TraceSpan], TraceSpan] | None:
+def _trace_of(ctx: Context, run: SlowSpan) -> tuple[list[TraceSpan], TraceSpan] | None:
     """The spans of a run's trace (those that started while it ran) and the run's own span."""
-    found = locate(ctx.conn, run.span_id, run.bucket_ns, run.resolution_s)
-    if found is None:
-        return None
-    trace_id, start, end = found
-    spans = trace_spans(ctx.conn, trace_id, start, end)
+    spans = trace_spans(ctx.conn, run.trace_id, run.start_ns, run.end_ns)
     own = next((s for s in spans if s.span_id == run.span_id), None)
     return None if own is None else (spans, own)
 
@@ -139,7 +74,7 @@ def slowest_traces(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, A
     """The slowest root spans (one row each) and their critical paths (one row per span)."""
     traces: list[dict[str, Any]] = []
     paths: list[dict[str, Any]] = []
-    for run in slowest_runs(ctx, lambda k: True, SLOWEST_TRACES * 2, roots_only=True):
+    for run in ctx.source.slowest(ctx.data, lambda k: True, SLOWEST_TRACES * 2, roots_only=True):
         read = _trace_of(ctx, run)
         if read is None or read[1].parent_span_id is not None:
             continue
@@ -170,7 +105,8 @@ def slowest_steps(ctx: Context, operations: list[dict[str, Any]]) -> list[dict[s
         totals: dict[str, list[float]] = {}
         run_ns = 0
         runs = 0
-        for run in slowest_runs(ctx, lambda k, c=command: k[1] == "command" and k[2] == c, RUNS_PER_COMMAND):
+        wanted: Callable[[Key], bool] = lambda k, c=command: k[1] == "command" and k[2] == c  # type: ignore[misc]
+        for run in ctx.source.slowest(ctx.data, wanted, RUNS_PER_COMMAND):
             read = _trace_of(ctx, run)
             if read is None:
                 continue
@@ -308,6 +244,7 @@ def build(ctx: Context) -> dict[str, Any]:
                 "latency", [f"op_{n}" for n in range(len(distribution_names))],
             ),
         ],
-        ["Critical path: from each slow trace's root, the child that finished last, step by step; "
-         "own time is the part not spent in the next span of the path."],  # fmt: skip
+        ["Critical path: the spans each slow trace's end waited for (walking back from a span's end: the child "
+         "that ended last, then the one that ended last before it started...); own time is what no critical "
+         "child covers."],  # fmt: skip
     )

@@ -52,9 +52,9 @@ def rules(ctx: Context) -> list[dict[str, Any]]:
                 f"{op['type']} {op['name']} takes {_pct(op['time_share'])} of all span time: the first place to speed up.",
                 f"count={op['count']}, total_ms={op['total_ms']:.1f}, p95_ms={op['p95_ms']}")  # fmt: skip
     retryable: dict[str, float] = {}
-    for _bucket, key, category, _type, _message, _spans, weight, _trace in ctx.data.errors:
-        if key[1] in ("llm", "tool") and category in RETRYABLE:
-            retryable[category] = retryable.get(category, 0.0) + weight
+    for error in ctx.data.errors:
+        if error.key[1] in ("llm", "tool") and error.category in RETRYABLE:
+            retryable[error.category] = retryable.get(error.category, 0.0) + error.weight
     calls = sum(stats.weight for key, stats in ctx.by_key.items() if key[1] in ("llm", "tool"))
     failed = sum(retryable.values())
     if calls and failed >= 5 and failed / calls >= 0.05:

@@ -22,7 +22,7 @@ from typing import Any
 
 from otelkit.report.query import percentile_ms
 from otelkit.report.sections.kit import Context, chart, col, count, iso, ratio, section, table
-from otelkit.store.rollup import SessionStats
+from otelkit.store.rollup import UNIT_SEPARATOR, SessionStats
 
 TOP_SESSIONS = 20
 _NS = 1_000_000_000
@@ -40,7 +40,17 @@ def complexity(stats: SessionStats) -> float:
     )
 
 
-def session_row(session_id: str, stats: SessionStats) -> dict[str, Any]:
+def session_cost(ctx: Context, stats: SessionStats) -> float:
+    """The session's stored cost plus its calls stored without one, priced now (as the LLM
+    section prices them; calls of models with no price add nothing)."""
+    extra = 0.0
+    for model_key, tokens in stats.unpriced.items():
+        provider, _sep, model = model_key.partition(UNIT_SEPARATOR)
+        extra += ctx.price_tokens(provider, model, tokens) or 0.0
+    return stats.cost_usd + extra
+
+
+def session_row(ctx: Context, session_id: str, stats: SessionStats) -> dict[str, Any]:
     return {
         "session": session_id,
         "started": iso(stats.first_ns),
@@ -52,7 +62,7 @@ def session_row(session_id: str, stats: SessionStats) -> dict[str, Any]:
         "distinct_tools": len(stats.tools),
         "success_rate": ratio(stats.weight - stats.errors, stats.weight),
         "tokens": count(stats.input_tokens + stats.output_tokens),
-        "cost_usd": stats.cost_usd,
+        "cost_usd": session_cost(ctx, stats),
         "complexity": complexity(stats),
     }
 
@@ -62,7 +72,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def build(ctx: Context) -> dict[str, Any]:
-    rows = [session_row(sid, stats) for sid, stats in ctx.sessions.items()]
+    rows = [session_row(ctx, sid, stats) for sid, stats in ctx.sessions.items()]
     durations_ns = sorted(int(r["duration_s"] * _NS) for r in rows)
     spans = sum(s.weight for s in ctx.sessions.values())
     errors = sum(s.errors for s in ctx.sessions.values())

@@ -24,8 +24,9 @@ def template_rows(ctx: Context) -> list[dict[str, Any]]:
 def build(ctx: Context) -> dict[str, Any]:
     rows = template_rows(ctx)
     slowest = sorted((r for r in rows if r["p95_ms"] is not None), key=lambda r: (-r["p95_ms"], r["template"]))[:10]
-    hits = sum((r["cache_hit_rate"] or 0) * r["renders"] for r in rows if r["cache_hit_rate"] is not None)
-    checked = sum(r["renders"] for r in rows if r["cache_hit_rate"] is not None)
+    templates = [stats for key, stats in ctx.by_key.items() if key[1] == "template"]
+    hits = sum(stats.cache_hits for stats in templates)
+    checked = sum(stats.cache_checks for stats in templates)
     values = {
         "templates": len(rows),
         "renders": sum(r["renders"] for r in rows),

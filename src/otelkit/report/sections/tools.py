@@ -18,7 +18,7 @@ from otelkit.report.sections.kit import (
     success_rate,
     table,
 )
-from otelkit.store.rollup import NGRAM_SIZES
+from otelkit.store.tool_sequences import NGRAM_SIZES
 
 TOP_SEQUENCES = 10
 
@@ -38,7 +38,7 @@ def tool_rows(ctx: Context) -> list[dict[str, Any]]:
 
 def sequence_rows(ctx: Context) -> list[dict[str, Any]]:
     """The most frequent sequences of each length, most frequent first."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in NGRAM_SIZES:
         ranked = sorted(
             ((seq, weight) for (size, seq), weight in ctx.data.ngrams.items() if size == n),
