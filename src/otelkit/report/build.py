@@ -55,7 +55,7 @@ def _summary(ctx: Context) -> dict[str, Any]:
     return {
         "spans": values["spans"],
         "traces": values["traces"],
-        "sessions": len(ctx.sessions),
+        "sessions": ctx.session_count,
         "success_rate": values["success_rate"],
         **{f"p{p}_ms": values[f"p{p}_ms"] for p in PERCENTILES},
         "input_tokens": values["input_tokens"],

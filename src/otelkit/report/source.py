@@ -21,7 +21,6 @@ from otelkit.store.rollup import (
     RESOLUTIONS,
     Accumulator,
     Key,
-    SessionStats,
     Stats,
 )
 from otelkit.store.tool_sequences import window_ngrams
@@ -135,9 +134,17 @@ class WindowData:
     source: str  # "exact" or "rollups"
     slices: list[Slice] = field(default_factory=list)
     errors: list[ErrorRow] = field(default_factory=list)
-    ngrams: dict[tuple[int, str], float] = field(default_factory=dict)
+    ngram_reader: Callable[[], dict[tuple[int, str], float]] | None = None
+    _ngrams: dict[tuple[int, str], float] | None = None
     durations: dict[Key, list[tuple[int, float]]] | None = None
     traces: float | None = None
+
+    @property
+    def ngrams(self) -> dict[tuple[int, str], float]:
+        """Weighted counts of tool sequences (n, ``a > b``) completed in the window, read on first use."""
+        if self._ngrams is None:
+            self._ngrams = self.ngram_reader() if self.ngram_reader is not None else {}
+        return self._ngrams
 
     def by_key(self) -> dict[Key, Stats]:
         """The window's stats per operation key."""
@@ -221,17 +228,16 @@ class Source:
         acc = Accumulator(exact=True)
         acc.add_rows(self._raw_rows(_LOW if since_ns is None else since_ns, _HIGH if until_ns is None else until_ns))
         data = WindowData(since_ns, until_ns, "exact", durations=acc.durations, traces=sum(acc.traces.values()))
-        self._add_accumulated(data, acc, with_ngrams=True)
+        self._add_accumulated(data, acc)
+        calls = acc.tool_calls
+        data.ngram_reader = lambda: window_ngrams(self.conn, calls)
         return data
 
-    def _add_accumulated(self, data: WindowData, acc: Accumulator, with_ngrams: bool) -> None:
+    def _add_accumulated(self, data: WindowData, acc: Accumulator) -> None:
         for (minute, key), stats in acc.groups.items():
             data.slices.append(Slice(minute, 0, key, stats))
         for (minute, key, category, error_type, message), (spans, weight, trace_id, last) in acc.errors.items():
             data.errors.append(ErrorRow(minute, key, category, error_type, message, spans, weight, trace_id, last))
-        if with_ngrams and acc.tool_calls:
-            for slot, weight in window_ngrams(self.conn, acc.tool_calls).items():
-                data.ngrams[slot] = data.ngrams.get(slot, 0.0) + weight
 
     def _from_rollups(self, since_ns: int | None, until_ns: int | None) -> WindowData:
         data = WindowData(since_ns, until_ns, "rollups")
@@ -240,7 +246,7 @@ class Source:
             if segment.resolution_s == 0:
                 acc = Accumulator()
                 acc.add_rows(self._raw_rows(segment.since_ns, segment.until_ns))
-                self._add_accumulated(data, acc, with_ngrams=False)
+                self._add_accumulated(data, acc)
                 continue
             bounds = [segment.resolution_s, segment.since_ns, segment.until_ns]
             for row in self.conn.execute(
@@ -258,26 +264,31 @@ class Source:
                 [*bounds, *params],
             ):
                 data.errors.append(ErrorRow(row[0], self._key(row[1]), *row[2:]))
-        self._rollup_ngrams(data, since_ns, until_ns)
+        data.ngram_reader = lambda: self._rollup_ngrams(since_ns, until_ns)
         return data
 
-    def _rollup_ngrams(self, data: WindowData, since_ns: int | None, until_ns: int | None) -> None:
+    def _rollup_ngrams(self, since_ns: int | None, until_ns: int | None) -> dict[tuple[int, str], float]:
         """Tool sequences: whole hours and days from ``tool_ngrams`` (the finest it keeps is an
-        hour), the rest of the window's edges from the spans."""
+        hour), the edges from the spans, with each sequence's earlier calls as context."""
+        ngrams: dict[tuple[int, str], float] = {}
         clause, params = self._service_clause("service_name")
         for segment in cover(since_ns, until_ns, RESOLUTIONS[1:]):
             if segment.resolution_s == 0:
                 acc = Accumulator()
                 acc.add_rows(self._raw_rows(segment.since_ns, segment.until_ns))
-                for slot, weight in window_ngrams(self.conn, acc.tool_calls).items():
-                    data.ngrams[slot] = data.ngrams.get(slot, 0.0) + weight
-                continue
-            for n, sequence, weight in self.conn.execute(
-                "SELECT n, sequence, sum(weight) FROM tool_ngrams WHERE resolution_s = ? AND bucket_ns >= ? "
-                f"AND bucket_ns < ?{clause} GROUP BY n, sequence HAVING sum(weight) > 1e-9",
-                [segment.resolution_s, segment.since_ns, segment.until_ns, *params],
-            ):
-                data.ngrams[(n, sequence)] = data.ngrams.get((n, sequence), 0.0) + weight
+                found = list(window_ngrams(self.conn, acc.tool_calls).items())
+            else:
+                found = [
+                    ((n, sequence), weight)
+                    for n, sequence, weight in self.conn.execute(
+                        "SELECT n, sequence, sum(weight) FROM tool_ngrams WHERE resolution_s = ? AND bucket_ns >= ? "
+                        f"AND bucket_ns < ?{clause} GROUP BY n, sequence HAVING sum(weight) > 1e-9",
+                        [segment.resolution_s, segment.since_ns, segment.until_ns, *params],
+                    )
+                ]
+            for slot, weight in found:
+                ngrams[slot] = ngrams.get(slot, 0.0) + weight
+        return ngrams
 
     def key_id(self, key: Key) -> int | None:
         """The ``rollup_keys`` id of a key (None when the store has no such key)."""
@@ -317,11 +328,7 @@ class Source:
                 minutes.add((item.bucket_ns - item.bucket_ns % MINUTE_NS, item.key))
                 continue
             key_id = self.key_id(item.key)
-            for (bucket,) in self.conn.execute(
-                "SELECT bucket_ns FROM rollups WHERE resolution_s = 60 AND bucket_ns >= ? AND bucket_ns < ? "
-                "AND key_id = ? AND max_ns >= ?",
-                (item.bucket_ns, item.bucket_ns + item.resolution_s * _NS, key_id, bound),
-            ):
+            for bucket in self._minutes_reaching(key_id, item.bucket_ns, item.resolution_s, bound):
                 minutes.add((bucket, item.key))
         found: list[SlowSpan] = []
         for minute, key in minutes:
@@ -330,6 +337,21 @@ class Source:
             )
         found.sort(key=lambda s: (s.start_ns - s.end_ns, s.trace_id))
         return _one_per_trace(found, limit)
+
+    def _minutes_reaching(self, key_id: int | None, bucket_ns: int, resolution_s: int, bound: int) -> list[int]:
+        """The minutes of a bucket whose slowest span of ``key_id`` lasted at least ``bound``,
+        found level by level (day, hours, minutes), so each step reads few rows."""
+        finer = [r for r in RESOLUTIONS if r < resolution_s]
+        if not finer:
+            return [bucket_ns]
+        found: list[int] = []
+        for (bucket,) in self.conn.execute(
+            "SELECT bucket_ns FROM rollups WHERE resolution_s = ? AND bucket_ns >= ? AND bucket_ns < ? "
+            "AND key_id = ? AND max_ns >= ?",
+            (finer[-1], bucket_ns, bucket_ns + resolution_s * _NS, key_id, bound),
+        ).fetchall():
+            found.extend(self._minutes_reaching(key_id, bucket, finer[-1], bound))
+        return found
 
     def _slowest_in(
         self, since_ns: int, until_ns: int, keys: Sequence[Key], at_least_ns: int, limit: int, roots_only: bool
@@ -349,47 +371,45 @@ class Source:
         )
         return _one_per_trace([SlowSpan(*row) for row in rows], limit)
 
-    def sessions(self, since_ns: int | None, until_ns: int | None) -> dict[str, SessionStats]:
-        """The sessions that started in the window, whole (their figures cover their whole life)."""
+    def session_filter(self, since_ns: int | None, until_ns: int | None) -> tuple[str, list[Any]]:
+        """The WHERE clause (and its parameters) of ``session_rollups`` rows of the sessions that
+        started in the window (their figures cover their whole life)."""
         where = "first_ns >= ? AND first_ns < ?"
         params: list[Any] = [_LOW if since_ns is None else since_ns, _HIGH if until_ns is None else until_ns]
         if self.service is not None:
             where += " AND service_name = ?"
             params.append(self.service)
-        return {
-            row[0]: SessionStats.from_row(row[1:])
-            for row in self.conn.execute(
-                f"SELECT session_id, {', '.join(SessionStats.FIELDS)}, tools, unpriced FROM session_rollups WHERE {where}",
-                params,
-            )
-        }
+        return where, params
 
-    def series(self, since_ns: int | None, until_ns: int | None, resolution_s: int) -> dict[int, Stats]:
-        """Totals per bucket of ``resolution_s`` (a minute, an hour or a day) across the window
-        (a bucket at an edge covers only the part inside the window)."""
-        out: dict[int, Stats] = {}
+    def session_count(self, since_ns: int | None, until_ns: int | None) -> int:
+        """How many sessions started in the window."""
+        where, params = self.session_filter(since_ns, until_ns)
+        return int(self.conn.execute(f"SELECT count(*) FROM session_rollups WHERE {where}", params).fetchone()[0])
+
+    def error_series(self, since_ns: int | None, until_ns: int | None, resolution_s: int) -> dict[int, tuple[float, float]]:
+        """(weighted errors, weighted spans) per bucket of ``resolution_s`` across the window, the
+        buckets that hold spans only (a bucket at an edge covers only the part inside the window)."""
+        out: dict[int, list[float]] = {}
         step = resolution_s * _NS
         clause, params = self._service_clause()
-        finer = [r for r in RESOLUTIONS if r <= resolution_s]
-        for segment in cover(since_ns, until_ns, finer):
+        for segment in cover(since_ns, until_ns, [r for r in RESOLUTIONS if r <= resolution_s]):
             if segment.resolution_s == 0:
                 acc = Accumulator()
                 acc.add_rows(self._raw_rows(segment.since_ns, segment.until_ns))
-                items: Iterator[tuple[int, Stats]] = ((minute, stats) for (minute, _key), stats in acc.groups.items())
-            else:
-                items = (
-                    (row[0], Stats.from_row(row[1:]))
-                    for row in self.conn.execute(
-                        f"SELECT r.bucket_ns, {', '.join('r.' + f for f in Stats.FIELDS)}, r.histogram "
-                        "FROM rollups r JOIN rollup_keys k ON k.id = r.key_id "
-                        f"WHERE r.resolution_s = ? AND r.bucket_ns >= ? AND r.bucket_ns < ?{clause}",
-                        [segment.resolution_s, segment.since_ns, segment.until_ns, *params],
-                    )
+                items: Iterator[tuple[int, float, float]] = (
+                    (minute, stats.errors, stats.weight) for (minute, _key), stats in acc.groups.items()
                 )
-            for bucket, stats in items:
-                slot = _floor(bucket, step)
-                target = out.get(slot)
-                if target is None:
-                    target = out[slot] = Stats()
-                target.merge(stats)
-        return dict(sorted(out.items()))
+            else:
+                items = iter(
+                    self.conn.execute(
+                        "SELECT r.bucket_ns, total(r.errors), total(r.weight) FROM rollups r "
+                        "JOIN rollup_keys k ON k.id = r.key_id WHERE r.resolution_s = ? AND r.bucket_ns >= ? "
+                        f"AND r.bucket_ns < ?{clause} GROUP BY r.bucket_ns",
+                        [segment.resolution_s, segment.since_ns, segment.until_ns, *params],
+                    ).fetchall()
+                )
+            for bucket, errors, weight in items:
+                entry = out.setdefault(_floor(bucket, step), [0.0, 0.0])
+                entry[0] += errors
+                entry[1] += weight
+        return {bucket: (entry[0], entry[1]) for bucket, entry in sorted(out.items())}

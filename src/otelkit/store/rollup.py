@@ -197,6 +197,7 @@ class SessionStats:
         return tuple(getattr(self, name) for name in SessionStats.FIELDS) + (
             orjson.dumps(self.tools).decode(),
             orjson.dumps(self.unpriced).decode(),
+            len(self.tools),
         )
 
     @classmethod
@@ -524,8 +525,8 @@ _ROLLUP_UPSERT = (
     f"VALUES ({', '.join('?' * (len(Stats.FIELDS) + 4))})"
 )
 _SESSION_UPSERT = (
-    f"INSERT OR REPLACE INTO session_rollups (session_id, {', '.join(SessionStats.FIELDS)}, tools, unpriced) "
-    f"VALUES ({', '.join('?' * (len(SessionStats.FIELDS) + 3))})"
+    f"INSERT OR REPLACE INTO session_rollups (session_id, {', '.join(SessionStats.FIELDS)}, tools, unpriced, "
+    f"distinct_tools) VALUES ({', '.join('?' * (len(SessionStats.FIELDS) + 4))})"
 )
 
 

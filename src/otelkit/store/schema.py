@@ -251,8 +251,9 @@ CREATE TABLE session_rollups (
     input_tokens  REAL NOT NULL,
     output_tokens REAL NOT NULL,
     cost_usd      REAL NOT NULL,
-    tools         TEXT NOT NULL,
-    unpriced      TEXT NOT NULL
+    tools          TEXT NOT NULL,
+    unpriced       TEXT NOT NULL,
+    distinct_tools INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX session_rollups_by_first ON session_rollups (first_ns);
 CREATE TABLE tool_ngrams (

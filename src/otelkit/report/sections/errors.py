@@ -22,7 +22,6 @@ from otelkit.report.sections.kit import (
     trace_cells,
     trace_col,
 )
-from otelkit.store.rollup import Stats
 
 TREND_CATEGORIES = 5
 TOP_MESSAGES = 15
@@ -33,40 +32,40 @@ BURST_MIN_ERRORS = 3.0
 def bursts(ctx: Context) -> list[dict[str, Any]]:
     """Runs of adjacent buckets whose errors reach ``max(mean + 3 sd, 3)`` of the window's buckets."""
     resolution = detail_resolution(ctx)
-    series = ctx.series(resolution)
+    series = ctx.error_series(resolution)
     if len(series) < 2:
         return []
-    counts = [stats.errors for stats in series.values()]
+    counts = [errors for errors, _spans in series.values()]
     mean = sum(counts) / len(counts)
     sd = math.sqrt(sum((c - mean) ** 2 for c in counts) / len(counts))
     threshold = max(mean + BURST_SIGMAS * sd, BURST_MIN_ERRORS)
     step = resolution * 1_000_000_000
     found: list[dict[str, Any]] = []
-    current: list[tuple[int, Stats]] = []
-    for bucket, stats in series.items():
-        if stats.errors >= threshold and stats.errors > mean:
+    current: list[tuple[int, float, float]] = []
+    for bucket, (errors, spans) in series.items():
+        if errors >= threshold and errors > mean:
             if current and bucket != current[-1][0] + step:
-                found.append(_burst(current, step, mean, ctx))
+                found.append(_burst(current, step, mean))
                 current = []
-            current.append((bucket, stats))
+            current.append((bucket, errors, spans))
         elif current:
-            found.append(_burst(current, step, mean, ctx))
+            found.append(_burst(current, step, mean))
             current = []
     if current:
-        found.append(_burst(current, step, mean, ctx))
+        found.append(_burst(current, step, mean))
     found.sort(key=lambda b: -b["errors"])
     return found
 
 
-def _burst(run: list[tuple[int, Stats]], step: int, mean: float, ctx: Context) -> dict[str, Any]:
-    errors = sum(s.errors for _b, s in run)
-    spans = sum(s.weight for _b, s in run)
+def _burst(run: list[tuple[int, float, float]], step: int, mean: float) -> dict[str, Any]:
+    errors = sum(e for _b, e, _s in run)
+    spans = sum(s for _b, _e, s in run)
     return {
         "start": iso(run[0][0]),
         "end": iso(run[-1][0] + step),
         "buckets": len(run),
         "errors": count(errors),
-        "peak": count(max(s.errors for _b, s in run)),
+        "peak": count(max(e for _b, e, _s in run)),
         "baseline": mean,
         "error_rate": ratio(errors, spans),
     }

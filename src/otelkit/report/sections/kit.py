@@ -14,7 +14,7 @@ from otelkit.pricing import PricingTable, cost_usd
 from otelkit.report.period import Period
 from otelkit.report.query import PERCENTILES, duration_stats
 from otelkit.report.source import Source, WindowData
-from otelkit.store.rollup import Key, SessionStats, Stats, histogram_percentile_ms
+from otelkit.store.rollup import Key, Stats, histogram_percentile_ms
 
 _NS = 1_000_000_000
 DAY_NS = 86_400 * _NS
@@ -69,13 +69,14 @@ class Context:
         return self.data.by_key()
 
     @cached_property
-    def sessions(self) -> dict[str, SessionStats]:
-        return self.source.sessions(self.since_ns, self.until_ns)
+    def session_count(self) -> int:
+        return self.source.session_count(self.since_ns, self.until_ns)
 
-    def series(self, resolution_s: int) -> dict[int, Stats]:
-        cached = self._cache.get(f"series:{resolution_s}")
+    def error_series(self, resolution_s: int) -> dict[int, tuple[float, float]]:
+        """(errors, spans) per bucket of ``resolution_s`` in the window (weighted)."""
+        cached = self._cache.get(f"errors:{resolution_s}")
         if cached is None:
-            cached = self._cache[f"series:{resolution_s}"] = self.source.series(
+            cached = self._cache[f"errors:{resolution_s}"] = self.source.error_series(
                 self.since_ns, self.until_ns, resolution_s
             )
         return cached

@@ -91,7 +91,7 @@ def _days(ctx: Context) -> list[tuple[dict[str, Any], Stats]]:
 
 def build(ctx: Context) -> dict[str, Any]:
     values = figures(ctx, ctx.data)
-    values["sessions"] = len(ctx.sessions)
+    values["sessions"] = ctx.session_count
     values["alerts_fired"] = alerts_fired(ctx, ctx.since_ns, ctx.until_ns)
     previous: dict[str, Any] | None = None
     if ctx.previous is not None:
