@@ -136,6 +136,8 @@ class WindowData:
     errors: list[ErrorRow] = field(default_factory=list)
     ngram_reader: Callable[[], dict[tuple[int, str], float]] | None = None
     _ngrams: dict[tuple[int, str], float] | None = None
+    _by_key: dict[Key, Stats] | None = None
+    _total: Stats | None = None
     durations: dict[Key, list[tuple[int, float]]] | None = None
     traces: float | None = None
 
@@ -147,20 +149,25 @@ class WindowData:
         return self._ngrams
 
     def by_key(self) -> dict[Key, Stats]:
-        """The window's stats per operation key."""
-        merged: dict[Key, Stats] = {}
-        for item in self.slices:
-            target = merged.get(item.key)
-            if target is None:
-                target = merged[item.key] = Stats()
-            target.merge(item.stats)
-        return merged
+        """The window's stats per operation key (computed once; callers must not change them)."""
+        if self._by_key is None:
+            merged: dict[Key, Stats] = {}
+            for item in self.slices:
+                target = merged.get(item.key)
+                if target is None:
+                    target = merged[item.key] = Stats()
+                target.merge(item.stats)
+            self._by_key = merged
+        return self._by_key
 
     def total(self) -> Stats:
-        merged = Stats()
-        for item in self.slices:
-            merged.merge(item.stats)
-        return merged
+        """The window's stats over every key (computed once)."""
+        if self._total is None:
+            merged = Stats()
+            for stats in self.by_key().values():
+                merged.merge(stats)
+            self._total = merged
+        return self._total
 
 
 class Source:
@@ -320,21 +327,25 @@ class Source:
             bound = item.stats.max_ns
             if len(traces) == limit:
                 break
-        minutes: set[tuple[int, Key]] = set()
+        found: list[SlowSpan] = []
+        scanned: set[tuple[int, Key]] = set()
         for item in candidates:
-            if item.stats.max_ns < bound:
+            chosen = _one_per_trace(sorted(found, key=lambda s: s.start_ns - s.end_ns), limit)
+            if len(chosen) == limit:
+                bound = max(bound, chosen[-1].end_ns - chosen[-1].start_ns)
+            if item.stats.max_ns < bound or (len(chosen) == limit and item.stats.max_ns <= bound):
                 break
             if item.resolution_s <= 60:
-                minutes.add((item.bucket_ns - item.bucket_ns % MINUTE_NS, item.key))
-                continue
-            key_id = self.key_id(item.key)
-            for bucket in self._minutes_reaching(key_id, item.bucket_ns, item.resolution_s, bound):
-                minutes.add((bucket, item.key))
-        found: list[SlowSpan] = []
-        for minute, key in minutes:
-            found.extend(
-                self._slowest_in(max(minute, low), min(minute + MINUTE_NS, high), [key], bound, limit, roots_only)
-            )
+                minutes = [item.bucket_ns - item.bucket_ns % MINUTE_NS]
+            else:
+                minutes = self._minutes_reaching(self.key_id(item.key), item.bucket_ns, item.resolution_s, bound)
+            for minute in minutes:
+                if (minute, item.key) in scanned:
+                    continue
+                scanned.add((minute, item.key))
+                found.extend(
+                    self._slowest_in(max(minute, low), min(minute + MINUTE_NS, high), [item.key], bound, limit, roots_only)
+                )
         found.sort(key=lambda s: (s.start_ns - s.end_ns, s.trace_id))
         return _one_per_trace(found, limit)
 

@@ -126,10 +126,22 @@ class Stats:
 
     def merge(self, other: "Stats") -> None:
         """Add ``other`` into this one."""
-        for name in _SUMMED:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.spans += other.spans
+        self.weight += other.weight
+        self.roots += other.roots
+        self.errors += other.errors
+        self.duration_ns += other.duration_ns
+        self.duration_sq_ms += other.duration_sq_ms
         if other.max_ns > self.max_ns:
             self.max_ns, self.max_trace_id, self.max_span_id = other.max_ns, other.max_trace_id, other.max_span_id
+        if other.input_tokens or other.output_tokens or other.priced_calls or other.unpriced_calls:
+            for name in _GENAI:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.cache_checks or other.true_results or other.false_results:
+            self.cache_hits += other.cache_hits
+            self.cache_checks += other.cache_checks
+            self.true_results += other.true_results
+            self.false_results += other.false_results
         hist = self.histogram
         for index, weight in other.histogram.items():
             hist[index] = hist.get(index, 0.0) + weight
@@ -149,7 +161,10 @@ class Stats:
         return stats
 
 
-_SUMMED = tuple(name for name in Stats.FIELDS if name not in ("max_ns", "max_trace_id", "max_span_id"))
+_GENAI = (
+    "input_tokens", "output_tokens", "cache_read_tokens", "cost_usd", "priced_calls", "unpriced_calls",
+    "unpriced_input_tokens", "unpriced_output_tokens", "unpriced_cache_read_tokens",
+)  # fmt: skip
 
 # service, operation type, span name, provider, model, agent, tool ('' where none)
 Key = tuple[str, str, str, str, str, str, str]
@@ -194,10 +209,17 @@ class SessionStats:
             self.add_unpriced(model_key, tokens)
 
     def row_values(self) -> tuple[Any, ...]:
+        """Values in ``FIELDS`` order, then tools, distinct tools, and the unpriced tokens: the
+        model with the most in columns (reports price them with a join, no JSON), the rest as JSON."""
+        main = max(self.unpriced, key=lambda k: (sum(self.unpriced[k]), k), default="")
+        tokens = self.unpriced.get(main, [0.0, 0.0, 0.0])
+        rest = {k: v for k, v in self.unpriced.items() if k != main}
         return tuple(getattr(self, name) for name in SessionStats.FIELDS) + (
             orjson.dumps(self.tools).decode(),
-            orjson.dumps(self.unpriced).decode(),
             len(self.tools),
+            main,
+            *tokens,
+            orjson.dumps(rest).decode(),
         )
 
     @classmethod
@@ -205,8 +227,11 @@ class SessionStats:
         stats = cls(values[0], values[1], values[2])
         for name, value in zip(SessionStats.FIELDS[3:], values[3:]):
             setattr(stats, name, value)
-        stats.tools = orjson.loads(values[len(SessionStats.FIELDS)])
-        stats.unpriced = orjson.loads(values[len(SessionStats.FIELDS) + 1])
+        extra = values[len(SessionStats.FIELDS) :]
+        stats.tools = orjson.loads(extra[0])
+        stats.unpriced = orjson.loads(extra[6])
+        if extra[2]:
+            stats.add_unpriced(extra[2], extra[3:6])
         return stats
 
 
@@ -446,23 +471,34 @@ class RollupWriter:
         self._write_ngrams(conn, acc)
 
     def _write_rollups(self, conn: sqlite3.Connection, acc: Accumulator) -> None:
+        """Merge the batch's minute groups into minute, hour and day rows: the rows the batch
+        touches are read in one range query per resolution, merged here, and written back."""
+        if not acc.groups:
+            return
         for resolution in RESOLUTIONS:
             merged: dict[tuple[int, int], Stats] = {}
             for (minute, key), stats in acc.groups.items():
                 slot = (_bucket(minute, resolution), self.key_id(conn, key))
                 target = merged.get(slot)
                 if target is None:
-                    target = merged[slot] = Stats()
-                target.merge(stats)
-            for (bucket, key_id), stats in merged.items():
-                old = conn.execute(
-                    f"SELECT {', '.join(Stats.FIELDS)}, histogram FROM rollups "
-                    "WHERE resolution_s = ? AND bucket_ns = ? AND key_id = ?",
-                    (resolution, bucket, key_id),
-                ).fetchone()
-                if old is not None:
-                    stats = _merged(Stats.from_row(old), stats)
-                conn.execute(_ROLLUP_UPSERT, (resolution, bucket, key_id, *stats.row_values()))
+                    merged[slot] = stats if resolution == RESOLUTIONS[0] else _copy(stats)
+                else:
+                    target.merge(stats)
+            buckets = [bucket for bucket, _key in merged]
+            for row in conn.execute(
+                f"SELECT bucket_ns, key_id, {', '.join(Stats.FIELDS)}, histogram FROM rollups "
+                "WHERE resolution_s = ? AND bucket_ns >= ? AND bucket_ns <= ?",
+                (resolution, min(buckets), max(buckets)),
+            ):
+                new = merged.get((row[0], row[1]))
+                if new is not None:
+                    old = Stats.from_row(row[2:])
+                    old.merge(new)
+                    merged[(row[0], row[1])] = old
+            conn.executemany(
+                _ROLLUP_REPLACE,
+                [(resolution, bucket, key_id, *stats.row_values()) for (bucket, key_id), stats in merged.items()],
+            )
 
     def _write_errors(self, conn: sqlite3.Connection, acc: Accumulator) -> None:
         if not acc.errors:
@@ -491,7 +527,8 @@ class RollupWriter:
     def _write_sessions(self, conn: sqlite3.Connection, acc: Accumulator) -> None:
         for session_id, stats in acc.sessions.items():
             old = conn.execute(
-                f"SELECT {', '.join(SessionStats.FIELDS)}, tools, unpriced FROM session_rollups WHERE session_id = ?",
+                f"SELECT {', '.join(SessionStats.FIELDS)}, {', '.join(SESSION_EXTRA_COLUMNS)} FROM session_rollups "
+                "WHERE session_id = ?",
                 (session_id,),
             ).fetchone()
             if old is not None:
@@ -515,18 +552,22 @@ class RollupWriter:
         )
 
 
-def _merged(old: Stats, new: Stats) -> Stats:
-    old.merge(new)
-    return old
+def _copy(stats: Stats) -> Stats:
+    copy = Stats()
+    copy.merge(stats)
+    return copy
 
 
-_ROLLUP_UPSERT = (
+_ROLLUP_REPLACE = (
     f"INSERT OR REPLACE INTO rollups (resolution_s, bucket_ns, key_id, {', '.join(Stats.FIELDS)}, histogram) "
     f"VALUES ({', '.join('?' * (len(Stats.FIELDS) + 4))})"
 )
+SESSION_EXTRA_COLUMNS: tuple[str, ...] = (
+    "tools", "distinct_tools", "unpriced_model", "unpriced_input", "unpriced_output", "unpriced_cached", "unpriced",
+)  # fmt: skip
 _SESSION_UPSERT = (
-    f"INSERT OR REPLACE INTO session_rollups (session_id, {', '.join(SessionStats.FIELDS)}, tools, unpriced, "
-    f"distinct_tools) VALUES ({', '.join('?' * (len(SessionStats.FIELDS) + 4))})"
+    f"INSERT OR REPLACE INTO session_rollups (session_id, {', '.join(SessionStats.FIELDS)}, "
+    f"{', '.join(SESSION_EXTRA_COLUMNS)}) VALUES ({', '.join('?' * (len(SessionStats.FIELDS) + 8))})"
 )
 
 

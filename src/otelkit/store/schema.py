@@ -251,9 +251,13 @@ CREATE TABLE session_rollups (
     input_tokens  REAL NOT NULL,
     output_tokens REAL NOT NULL,
     cost_usd      REAL NOT NULL,
-    tools          TEXT NOT NULL,
-    unpriced       TEXT NOT NULL,
-    distinct_tools INTEGER NOT NULL
+    tools           TEXT NOT NULL,
+    distinct_tools  INTEGER NOT NULL,
+    unpriced_model  TEXT NOT NULL,
+    unpriced_input  REAL NOT NULL,
+    unpriced_output REAL NOT NULL,
+    unpriced_cached REAL NOT NULL,
+    unpriced        TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX session_rollups_by_first ON session_rollups (first_ns);
 CREATE TABLE tool_ngrams (

@@ -39,75 +39,96 @@ COMPLEXITY_SQL = (
     "+ 20 * min(CASE WHEN weight > 0 THEN errors / weight ELSE 0 END / 0.25, 1.0) "
     "+ 20 * min(max(last_ns - first_ns, 0) / 1e9 / 600.0, 1.0)"
 )
-# The cost of a session's calls stored without one, at the prices in temp.session_prices (USD
-# per million tokens): cached input at the cached price, the rest of the input at the input price.
-_PRICED_NOW_SQL = """coalesce((
-    SELECT sum((max(round(json_extract(j.value, '$[0]')), 0) - min(max(round(json_extract(j.value, '$[2]')), 0),
-                max(round(json_extract(j.value, '$[0]')), 0))) * p.input
-               + min(max(round(json_extract(j.value, '$[2]')), 0), max(round(json_extract(j.value, '$[0]')), 0))
-                 * p.cached
-               + max(round(json_extract(j.value, '$[1]')), 0) * p.output) / 1e6
-    FROM json_each(unpriced) j JOIN temp.session_prices p ON p.model_key = j.key
-), 0.0)"""
+def _token_cost(tokens_in: str, tokens_out: str, cached: str, price: str) -> str:
+    """SQL for the cost of (input, output, cached) token counts at ``price``'s per-million prices,
+    as :func:`otelkit.pricing.cost_usd` computes it (cached input at the cached price)."""
+    i, o, c = (f"max(round({t}), 0)" for t in (tokens_in, tokens_out, cached))
+    return f"(({i} - min({c}, {i})) * {price}.input + min({c}, {i}) * {price}.cached + {o} * {price}.output) / 1e6"
 
 
-def _prepare_prices(ctx: Context, where: str, params: list[Any]) -> None:
-    """Fill temp.session_prices with the current price of every model with unpriced calls."""
+# The cost of a session's calls stored without one, at the prices in temp.session_prices: the
+# main model's tokens (columns) by a key lookup, the others (JSON, rarely present) entry by entry.
+_PRICED_NOW_SQL = (
+    "(coalesce((SELECT " + _token_cost("s.unpriced_input", "s.unpriced_output", "s.unpriced_cached", "p")
+    + " FROM temp.session_prices p WHERE p.model_key = s.unpriced_model), 0.0)"
+    + " + CASE WHEN s.unpriced = '{}' THEN 0.0 ELSE coalesce((SELECT sum("
+    + _token_cost("json_extract(j.value, '$[0]')", "json_extract(j.value, '$[1]')", "json_extract(j.value, '$[2]')", "p")
+    + ") FROM json_each(s.unpriced) j JOIN temp.session_prices p ON p.model_key = j.key), 0.0) END)"
+)
+
+
+def _prepare_prices(ctx: Context) -> None:
+    """Fill temp.session_prices with the current price of every model the store has seen
+    (``rollup_keys`` is small: one row per operation key)."""
     conn = ctx.conn
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS session_prices (model_key TEXT PRIMARY KEY, input REAL, cached REAL, output REAL)"
     )
     conn.execute("DELETE FROM temp.session_prices")
-    keys = [row[0] for row in conn.execute(
-        f"SELECT DISTINCT j.key FROM session_rollups, json_each(session_rollups.unpriced) j "
-        f"WHERE session_rollups.unpriced != '{{}}' AND {where}", params)]  # fmt: skip
     rows = []
-    for model_key in keys:
-        provider, _sep, model = model_key.partition(UNIT_SEPARATOR)
-        price = ctx.pricing.lookup(provider or None, model or None)
+    for provider, model in conn.execute("SELECT DISTINCT provider, model FROM rollup_keys WHERE model != ''"):
+        price = ctx.pricing.lookup(provider or None, model)
         if price is not None:
             cached = price.input if price.cached_input is None else price.cached_input
-            rows.append((model_key, price.input, cached, price.output))
-    conn.executemany("INSERT INTO temp.session_prices VALUES (?, ?, ?, ?)", rows)
+            rows.append((f"{provider}{UNIT_SEPARATOR}{model}", price.input, cached, price.output))
+    conn.executemany("INSERT OR REPLACE INTO temp.session_prices VALUES (?, ?, ?, ?)", rows)
 
 
-def _session_rows(ctx: Context, where: str, params: list[Any], order: str) -> list[dict[str, Any]]:
-    rows = ctx.conn.execute(
-        f"SELECT session_id, first_ns, last_ns, weight, traces, llm_calls, tool_calls, distinct_tools, errors, "
-        f"input_tokens + output_tokens, cost_usd + {_PRICED_NOW_SQL} AS cost, {COMPLEXITY_SQL} AS complexity "
-        f"FROM session_rollups WHERE {where} ORDER BY {order} LIMIT {TOP_SESSIONS}",
+def _duration_percentile_s(ctx: Context, count_: int, percent: int) -> float | None:
+    """The type-7 percentile of the sessions' durations, reading only the two ranks it needs."""
+    if not count_:
+        return None
+    j, delta = divmod((count_ - 1) * percent, 100)
+    pair = [row[0] for row in ctx.conn.execute("SELECT d FROM temp.window_sessions ORDER BY d LIMIT 2 OFFSET ?", [j])]
+    high = pair[1] if delta and len(pair) > 1 else pair[0]
+    return percentile_ms([pair[0], high], delta) / 1000 if delta else pair[0] / _NS
+
+
+def _load_window(ctx: Context, where: str, params: list[Any]) -> None:
+    """One pass over the window's sessions into temp.window_sessions, with each one's duration,
+    cost (calls stored without one priced now) and complexity, so the rest reads small rows."""
+    ctx.conn.execute("DROP TABLE IF EXISTS temp.window_sessions")
+    ctx.conn.execute(
+        "CREATE TEMP TABLE window_sessions AS SELECT session_id, first_ns, max(last_ns - first_ns, 0) AS d, weight, "
+        "traces, llm_calls, tool_calls, distinct_tools, errors, input_tokens + output_tokens AS tokens, "
+        f"cost_usd + {_PRICED_NOW_SQL} AS cost, {COMPLEXITY_SQL} AS complexity "
+        f"FROM session_rollups s WHERE {where}",
         params,
     )
+
+
+def _session_rows(ctx: Context, order: str) -> list[dict[str, Any]]:
+    rows = ctx.conn.execute(
+        "SELECT session_id, first_ns, d, weight, traces, llm_calls, tool_calls, distinct_tools, errors, tokens, cost, "
+        f"complexity FROM temp.window_sessions ORDER BY {order} LIMIT {TOP_SESSIONS}"
+    )
     return [
-        {"session": sid, "started": iso(first), "duration_s": max(last - first, 0) / _NS, "spans": count(weight),
+        {"session": sid, "started": iso(first), "duration_s": d / _NS, "spans": count(weight),
          "traces": count(traces), "messages": count(llm), "tool_calls": count(tools), "distinct_tools": distinct,
          "success_rate": ratio(weight - errors, weight), "tokens": count(tokens), "cost_usd": cost,
          "complexity": complexity}
-        for sid, first, last, weight, traces, llm, tools, distinct, errors, tokens, cost, complexity in rows
+        for sid, first, d, weight, traces, llm, tools, distinct, errors, tokens, cost, complexity in rows
     ]  # fmt: skip
 
 
 def build(ctx: Context) -> dict[str, Any]:
     where, params = ctx.source.session_filter(ctx.since_ns, ctx.until_ns)
-    _prepare_prices(ctx, where, params)
+    _prepare_prices(ctx)
+    _load_window(ctx, where, params)
+    bands_sql = ", ".join(
+        f"total(CASE WHEN complexity >= {low} AND complexity < {high} THEN 1 ELSE 0 END)" for _label, low, high in BANDS
+    )
     totals = ctx.conn.execute(
-        f"SELECT count(*), avg(max(last_ns - first_ns, 0)) / 1e9, avg(weight), avg(llm_calls), avg(tool_calls), "
-        f"avg(distinct_tools), total(weight), total(errors), avg(input_tokens + output_tokens), "
-        f"avg(cost_usd + {_PRICED_NOW_SQL}), avg({COMPLEXITY_SQL}) FROM session_rollups WHERE {where}",
-        params,
+        "SELECT count(*), avg(d) / 1e9, avg(weight), avg(llm_calls), avg(tool_calls), avg(distinct_tools), "
+        f"total(weight), total(errors), avg(tokens), avg(cost), avg(complexity), {bands_sql} FROM temp.window_sessions"
     ).fetchone()
     sessions, avg_duration, avg_spans, avg_messages, avg_tool_calls, avg_tools, spans, errors = totals[:8]
-    durations = [row[0] for row in ctx.conn.execute(
-        f"SELECT max(last_ns - first_ns, 0) FROM session_rollups WHERE {where} ORDER BY 1", params)]  # fmt: skip
-    bands = dict(ctx.conn.execute(
-        f"SELECT CASE " + " ".join(f"WHEN c < {high} THEN '{label}'" for label, _low, high in BANDS)
-        + f" END, count(*) FROM (SELECT {COMPLEXITY_SQL} AS c FROM session_rollups WHERE {where}) GROUP BY 1",
-        params))  # fmt: skip
+    bands = {label: int(n) for (label, _low, _high), n in zip(BANDS, totals[11:])}
     values = {
         "sessions": sessions,
         "avg_duration_s": avg_duration,
-        "p50_duration_s": percentile_ms(durations, 50) / 1000 if durations else None,
-        "p95_duration_s": percentile_ms(durations, 95) / 1000 if durations else None,
+        "p50_duration_s": _duration_percentile_s(ctx, sessions, 50),
+        "p95_duration_s": _duration_percentile_s(ctx, sessions, 95),
         "avg_spans": avg_spans,
         "avg_messages": avg_messages,
         "avg_tool_calls": avg_tool_calls,
@@ -123,7 +144,7 @@ def build(ctx: Context) -> dict[str, Any]:
         col("distinct_tools", "Tools", "int"), col("success_rate", "Success", "rate"), col("tokens", "Tokens", "int"),
         col("cost_usd", "Cost", "usd"), col("complexity", "Complexity", "score"),
     ]  # fmt: skip
-    return section(
+    result = section(
         "Sessions",
         [col("sessions", "Sessions", "int"), col("avg_duration_s", "Avg duration", "duration_s"),
          col("p95_duration_s", "p95 duration", "duration_s"), col("avg_spans", "Spans per session", "float"),
@@ -132,10 +153,8 @@ def build(ctx: Context) -> dict[str, Any]:
          col("avg_cost_usd", "Cost per session", "usd"), col("avg_complexity", "Avg complexity", "score")],  # fmt: skip
         values,
         {
-            "most_complex": table("Most complex sessions", columns,
-                                  _session_rows(ctx, where, params, "complexity DESC, session_id")),  # fmt: skip
-            "most_expensive": table("Most expensive sessions", columns,
-                                    _session_rows(ctx, where, params, "cost DESC, session_id")),  # fmt: skip
+            "most_complex": table("Most complex sessions", columns, _session_rows(ctx, "complexity DESC, session_id")),
+            "most_expensive": table("Most expensive sessions", columns, _session_rows(ctx, "cost DESC, session_id")),
             "complexity": table(
                 "Complexity distribution",
                 [col("score", "Score"), col("sessions", "Sessions", "int")],
@@ -146,3 +165,5 @@ def build(ctx: Context) -> dict[str, Any]:
         ["Complexity = 35 x min(messages/20, 1) + 25 x min(distinct tools/8, 1) + 20 x min(error rate/0.25, 1) "
          "+ 20 x min(duration/10 min, 1). Messages are LLM calls."],  # fmt: skip
     )
+    ctx.conn.execute("DROP TABLE IF EXISTS temp.window_sessions")
+    return result
