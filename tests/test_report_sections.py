@@ -49,6 +49,7 @@ from otelkit.processors.sanitize import scrub_text
 from otelkit.report import build_report
 from otelkit.report.sections import SECTIONS
 from otelkit.store import SCHEMA_VERSION, connect_for_reading
+from test_cli import assert_one_line_error
 
 NOW = ds.NOW
 NS, MINUTE, HOUR, DAY = ds.NS, ds.MINUTE, ds.HOUR, ds.DAY
@@ -1377,13 +1378,6 @@ def run_report(*args: str) -> Any:
     return _cli_runs[args]
 
 
-def assert_one_line_error(result: Any, *fragments: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("otelkit: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def _ragged(store: Path, *extra: str) -> Any:
