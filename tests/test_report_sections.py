@@ -45,6 +45,8 @@ import otelkit
 import report_dataset as ds
 from otelkit import semconv as sc
 from otelkit.cli import cli
+from otelkit.config import ModelPrice
+from otelkit.pricing import PricingTable, cost_usd, current_table
 from otelkit.processors.sanitize import scrub_text
 from otelkit.report import build_report
 from otelkit.report.sections import SECTIONS
@@ -1183,6 +1185,33 @@ def test_session_cost_counts_calls_priced_at_report_time(report: Any, truth: Cal
     for got, want in zip(actual, by_cost):
         close(got["cost_usd"], want["cost_usd"], what=want["session"])
     close(section(doc, "sessions")["values"]["avg_cost_usd"], statistics.mean(s["cost_usd"] for s in expected.values()))
+
+
+def test_session_cost_prices_every_model_a_session_used(conn: sqlite3.Connection, truth: Callable[[str], Truth]) -> None:
+    """A session that called several models stored without a cost is priced model by model: with
+    a price added for the mystery model, its tokens count at that price next to gpt-4o-mini's."""
+    mystery = ModelPrice(model=ds.UNKNOWN_MODEL, input=7.0, output=11.0)
+    table = current_table()
+    pricing = PricingTable(((mystery,), *table.tiers), table.version)
+    doc = build_report(conn, "all", now_ns=NOW, sections=["sessions"], exact=False, pricing=pricing)
+    extra: dict[str, float] = defaultdict(float)
+    for spec in _session_spans(truth("all")):
+        if model_of(spec) == ds.UNKNOWN_MODEL:
+            a = spec["attributes"]
+            extra[a[sc.SESSION_ID]] += cost_usd(mystery, a.get(sc.GEN_AI_USAGE_INPUT_TOKENS), a.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS))
+    assert len(extra) > 20  # enough sessions mix both models for the top 20 to show it
+    expected = {k: v["cost_usd"] + extra[k] for k, v in truth("all").sessions.items()}
+    by_cost = sorted(expected, key=lambda k: (-expected[k], k))[:20]
+    actual = rows(doc, "sessions", "most_expensive")
+    assert [r["session"] for r in actual] == by_cost
+    for row in actual:
+        close(row["cost_usd"], expected[row["session"]], what=row["session"])
+    close(section(doc, "sessions")["values"]["avg_cost_usd"], statistics.mean(expected.values()))
+
+
+def _session_spans(t: Truth) -> list[dict[str, Any]]:
+    """The spans of the sessions that started in the window."""
+    return [s for s in t.all if s["attributes"].get(sc.SESSION_ID) in t.sessions]
 
 
 # --- anomalies -----------------------------------------------------------------------------------------

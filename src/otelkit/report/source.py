@@ -384,18 +384,27 @@ class Source:
 
     def session_filter(self, since_ns: int | None, until_ns: int | None) -> tuple[str, list[Any]]:
         """The WHERE clause (and its parameters) of ``session_rollups`` rows of the sessions that
-        started in the window (their figures cover their whole life)."""
-        where = "first_ns >= ? AND first_ns < ?"
+        started in the window (their figures cover their whole life).
+
+        When the window holds most of the store's sessions the clause reads the table in one
+        sequential scan (``+first_ns`` keeps SQLite off the index): reading every row through
+        ``session_rollups_by_first`` costs a tree lookup per session and is about 3x slower."""
+        total = int(self.conn.execute("SELECT count(*) FROM session_rollups").fetchone()[0])
+        scan = self.session_count(since_ns, until_ns) * 4 >= total
+        return self._session_where("+first_ns" if scan else "first_ns", since_ns, until_ns)
+
+    def session_count(self, since_ns: int | None, until_ns: int | None) -> int:
+        """How many sessions started in the window (counted on the index alone)."""
+        where, params = self._session_where("first_ns", since_ns, until_ns)
+        return int(self.conn.execute(f"SELECT count(*) FROM session_rollups WHERE {where}", params).fetchone()[0])
+
+    def _session_where(self, column: str, since_ns: int | None, until_ns: int | None) -> tuple[str, list[Any]]:
+        where = f"{column} >= ? AND {column} < ?"
         params: list[Any] = [_LOW if since_ns is None else since_ns, _HIGH if until_ns is None else until_ns]
         if self.service is not None:
             where += " AND service_name = ?"
             params.append(self.service)
         return where, params
-
-    def session_count(self, since_ns: int | None, until_ns: int | None) -> int:
-        """How many sessions started in the window."""
-        where, params = self.session_filter(since_ns, until_ns)
-        return int(self.conn.execute(f"SELECT count(*) FROM session_rollups WHERE {where}", params).fetchone()[0])
 
     def error_series(self, since_ns: int | None, until_ns: int | None, resolution_s: int) -> dict[int, tuple[float, float]]:
         """(weighted errors, weighted spans) per bucket of ``resolution_s`` across the window, the

@@ -357,6 +357,9 @@ def connect_for_writing(path: str, busy_timeout_ms: int = 30_000, cache_size_mib
     return conn
 
 
+READ_CACHE_MIB = 64
+
+
 def connect_for_reading(path: str) -> sqlite3.Connection:
     """A read-only connection to an existing otelkit store, or StoreError saying why not."""
     if not Path(path).is_file():
@@ -364,6 +367,9 @@ def connect_for_reading(path: str) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
+        # Reports build temporary tables of up to a few hundred thousand rows: keep them in memory.
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute(f"PRAGMA cache_size = {-1024 * READ_CACHE_MIB}")
         _check_identity(conn, path)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not an otelkit store: {exc}") from None

@@ -16,8 +16,8 @@ so a session with 20+ LLM calls, 8+ different tools, a quarter of its spans fail
 minutes or more scores 100, and a single quick call scores near 2.
 
 Everything is computed in SQL over ``session_rollups`` (a store can hold hundreds of thousands
-of sessions): calls stored without a cost are priced through a temporary table of the current
-prices per provider and model, exactly as :func:`otelkit.pricing.cost_usd` prices a call.
+of sessions): calls stored without a cost are priced at the current prices per provider and
+model, exactly as :func:`otelkit.pricing.cost_usd` prices a call.
 """
 
 from __future__ import annotations
@@ -34,66 +34,78 @@ BANDS: tuple[tuple[str, float, float], ...] = (
     ("0-20", 0, 20), ("20-40", 20, 40), ("40-60", 40, 60), ("60-80", 60, 80), ("80-100", 80, 101),
 )  # fmt: skip
 
+# The same formula, each capped part folded into one min(); errors / weight is NULL only for an
+# empty session, which never exists, and then counts 0.
 COMPLEXITY_SQL = (
-    "35 * min(llm_calls / 20.0, 1.0) + 25 * min(distinct_tools / 8.0, 1.0) "
-    "+ 20 * min(CASE WHEN weight > 0 THEN errors / weight ELSE 0 END / 0.25, 1.0) "
-    "+ 20 * min(max(last_ns - first_ns, 0) / 1e9 / 600.0, 1.0)"
-)
-def _token_cost(tokens_in: str, tokens_out: str, cached: str, price: str) -> str:
-    """SQL for the cost of (input, output, cached) token counts at ``price``'s per-million prices,
-    as :func:`otelkit.pricing.cost_usd` computes it (cached input at the cached price)."""
-    i, o, c = (f"max(round({t}), 0)" for t in (tokens_in, tokens_out, cached))
-    return f"(({i} - min({c}, {i})) * {price}.input + min({c}, {i}) * {price}.cached + {o} * {price}.output) / 1e6"
-
-
-# The cost of a session's calls stored without one, at the prices in temp.session_prices: the
-# main model's tokens (columns) by a key lookup, the others (JSON, rarely present) entry by entry.
-_PRICED_NOW_SQL = (
-    "(coalesce((SELECT " + _token_cost("s.unpriced_input", "s.unpriced_output", "s.unpriced_cached", "p")
-    + " FROM temp.session_prices p WHERE p.model_key = s.unpriced_model), 0.0)"
-    + " + CASE WHEN s.unpriced = '{}' THEN 0.0 ELSE coalesce((SELECT sum("
-    + _token_cost("json_extract(j.value, '$[0]')", "json_extract(j.value, '$[1]')", "json_extract(j.value, '$[2]')", "p")
-    + ") FROM json_each(s.unpriced) j JOIN temp.session_prices p ON p.model_key = j.key), 0.0) END)"
+    "min(llm_calls * 1.75, 35.0) + min(distinct_tools * 3.125, 25.0) + ifnull(min(errors * 80.0 / weight, 20.0), 0.0) "
+    "+ min(max(last_ns - first_ns, 0) / 3e10, 20.0)"
 )
 
 
-def _prepare_prices(ctx: Context) -> None:
-    """Fill temp.session_prices with the current price of every model the store has seen
-    (``rollup_keys`` is small: one row per operation key)."""
-    conn = ctx.conn
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS session_prices (model_key TEXT PRIMARY KEY, input REAL, cached REAL, output REAL)"
-    )
-    conn.execute("DELETE FROM temp.session_prices")
-    rows = []
-    for provider, model in conn.execute("SELECT DISTINCT provider, model FROM rollup_keys WHERE model != ''"):
+Price = tuple[float, float, float]  # per million tokens: input, cached input, output
+
+
+def _current_prices(ctx: Context) -> dict[str, Price]:
+    """The current price of every model the store has seen, keyed as ``session_rollups`` keys
+    unpriced tokens (``rollup_keys`` is small: one row per operation key)."""
+    prices: dict[str, Price] = {}
+    for provider, model in ctx.conn.execute("SELECT DISTINCT provider, model FROM rollup_keys WHERE model != ''"):
         price = ctx.pricing.lookup(provider or None, model)
         if price is not None:
             cached = price.input if price.cached_input is None else price.cached_input
-            rows.append((f"{provider}{UNIT_SEPARATOR}{model}", price.input, cached, price.output))
-    conn.executemany("INSERT OR REPLACE INTO temp.session_prices VALUES (?, ?, ?, ?)", rows)
+            prices[f"{provider}{UNIT_SEPARATOR}{model}"] = (price.input, cached, price.output)
+    return prices
 
 
-def _duration_percentile_s(ctx: Context, count_: int, percent: int) -> float | None:
-    """The type-7 percentile of the sessions' durations, reading only the two ranks it needs."""
-    if not count_:
-        return None
-    j, delta = divmod((count_ - 1) * percent, 100)
-    pair = [row[0] for row in ctx.conn.execute("SELECT d FROM temp.window_sessions ORDER BY d LIMIT 2 OFFSET ?", [j])]
-    high = pair[1] if delta and len(pair) > 1 else pair[0]
-    return percentile_ms([pair[0], high], delta) / 1000 if delta else pair[0] / _NS
+def _token_cost(tokens_in: str, tokens_out: str, cached: str) -> str:
+    """SQL for the cost of (input, output, cached) token counts at the per-million prices bound
+    next (input, cached, output), as :func:`otelkit.pricing.cost_usd` computes it."""
+    i, o, c = (f"max(round({t}), 0)" for t in (tokens_in, tokens_out, cached))
+    return f"(({i} - min({c}, {i})) * ? + min({c}, {i}) * ? + {o} * ?) / 1e6"
+
+
+def _priced_now(prices: dict[str, Price]) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) for the cost of a session's calls stored without one, at
+    ``prices``: the main model's tokens (columns) and the others (JSON, rarely present) entry by
+    entry. The prices are bound into a CASE per model, far cheaper per row than a lookup."""
+    if not prices:
+        return "0.0", []
+    main, main_params = "CASE s.unpriced_model", []
+    other, other_params = "CASE j.key", []
+    columns = _token_cost("s.unpriced_input", "s.unpriced_output", "s.unpriced_cached")
+    entries = _token_cost("json_extract(j.value, '$[0]')", "json_extract(j.value, '$[1]')", "json_extract(j.value, '$[2]')")
+    for key, price in prices.items():
+        main += f" WHEN ? THEN {columns}"
+        main_params += [key, *price]
+        other += f" WHEN ? THEN {entries}"
+        other_params += [key, *price]
+    sql = (
+        f"({main} ELSE 0.0 END + CASE WHEN s.unpriced = '{{}}' THEN 0.0 ELSE "
+        f"coalesce((SELECT total({other} ELSE 0.0 END) FROM json_each(s.unpriced) j), 0.0) END)"
+    )
+    return sql, main_params + other_params
+
+
+def _duration_percentiles_s(ctx: Context, percents: tuple[int, ...]) -> list[float | None]:
+    """Type-7 percentiles of the window's session durations: one read of the durations, sorted
+    in Python (far cheaper than one SQL sort per percentile over a large window)."""
+    durations = sorted(row[0] for row in ctx.conn.execute("SELECT d FROM temp.window_sessions"))
+    if not durations:
+        return [None for _ in percents]
+    return [percentile_ms(durations, percent) / 1000 for percent in percents]
 
 
 def _load_window(ctx: Context, where: str, params: list[Any]) -> None:
     """One pass over the window's sessions into temp.window_sessions, with each one's duration,
     cost (calls stored without one priced now) and complexity, so the rest reads small rows."""
+    priced_now, price_params = _priced_now(_current_prices(ctx))
     ctx.conn.execute("DROP TABLE IF EXISTS temp.window_sessions")
     ctx.conn.execute(
         "CREATE TEMP TABLE window_sessions AS SELECT session_id, first_ns, max(last_ns - first_ns, 0) AS d, weight, "
         "traces, llm_calls, tool_calls, distinct_tools, errors, input_tokens + output_tokens AS tokens, "
-        f"cost_usd + {_PRICED_NOW_SQL} AS cost, {COMPLEXITY_SQL} AS complexity "
+        f"cost_usd + {priced_now} AS cost, {COMPLEXITY_SQL} AS complexity "
         f"FROM session_rollups s WHERE {where}",
-        params,
+        price_params + params,
     )
 
 
@@ -113,7 +125,6 @@ def _session_rows(ctx: Context, order: str) -> list[dict[str, Any]]:
 
 def build(ctx: Context) -> dict[str, Any]:
     where, params = ctx.source.session_filter(ctx.since_ns, ctx.until_ns)
-    _prepare_prices(ctx)
     _load_window(ctx, where, params)
     bands_sql = ", ".join(
         f"total(CASE WHEN complexity >= {low} AND complexity < {high} THEN 1 ELSE 0 END)" for _label, low, high in BANDS
@@ -123,12 +134,13 @@ def build(ctx: Context) -> dict[str, Any]:
         f"total(weight), total(errors), avg(tokens), avg(cost), avg(complexity), {bands_sql} FROM temp.window_sessions"
     ).fetchone()
     sessions, avg_duration, avg_spans, avg_messages, avg_tool_calls, avg_tools, spans, errors = totals[:8]
+    p50, p95 = _duration_percentiles_s(ctx, (50, 95))
     bands = {label: int(n) for (label, _low, _high), n in zip(BANDS, totals[11:])}
     values = {
         "sessions": sessions,
         "avg_duration_s": avg_duration,
-        "p50_duration_s": _duration_percentile_s(ctx, sessions, 50),
-        "p95_duration_s": _duration_percentile_s(ctx, sessions, 95),
+        "p50_duration_s": p50,
+        "p95_duration_s": p95,
         "avg_spans": avg_spans,
         "avg_messages": avg_messages,
         "avg_tool_calls": avg_tool_calls,
