@@ -12,8 +12,10 @@ import getpass
 import io
 import json
 import shutil
+import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -318,7 +320,8 @@ def _read_alerts(conn: sqlite3.Connection, state: str, since_ns: int | None) -> 
     """Stored alerts, newest first (none from a store written before alerting existed)."""
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alerts'").fetchone() is None:
         return []
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if state != "all":
         where.append("state = ?")
         params.append(state)
@@ -665,6 +668,77 @@ def top(db: str | None, interval: float, window: str, service: str | None, itera
             _top_plain(snapshots)
     except KeyboardInterrupt:
         return
+
+
+@cli.command()
+@click.option("--db", metavar="PATH", default=None,
+              help="The otelkit store to write (created if missing).  [default: $OTELKIT_SQLITE_PATH, else ./otelkit.db]")
+@click.option("--grpc-endpoint", metavar="HOST:PORT", default="127.0.0.1:4317", show_default=True,
+              help="OTLP/gRPC listen address; port 0 picks a free port; 'none' turns gRPC off.")
+@click.option("--http-endpoint", metavar="HOST:PORT", default="127.0.0.1:4318", show_default=True,
+              help="OTLP/HTTP listen address; port 0 picks a free port; 'none' turns HTTP off.")
+@click.option("--token-file", metavar="FILE", default=None,
+              help="Require 'Authorization: Bearer <token>', one accepted token per line of FILE.")
+@click.option("--tls-cert", metavar="FILE", default=None, help="Serve TLS on both protocols with this certificate (PEM).")
+@click.option("--tls-key", metavar="FILE", default=None, help="The private key of --tls-cert (PEM).")
+@click.option("--tls-client-ca", metavar="FILE", default=None, help="Require client certificates signed by this CA (mTLS).")
+@click.option("--max-body-mib", type=click.IntRange(min=1, max=1024), default=20, show_default=True,
+              help="Largest request accepted, after decompression.")
+@click.option("--queue-items", type=click.IntRange(min=1000), default=200_000, show_default=True,
+              help="Items (spans, points, records) waiting to be committed before senders get 503 / UNAVAILABLE.")
+def serve(db: str | None, grpc_endpoint: str, http_endpoint: str, token_file: str | None, tls_cert: str | None,
+          tls_key: str | None, tls_client_ca: str | None, max_body_mib: int, queue_items: int) -> None:  # fmt: skip
+    """Receive OTLP traces, metrics and logs from any language or a Collector into the store.
+
+    The first line of output names the ports bound. SIGTERM or Ctrl-C stops taking requests,
+    commits everything already acknowledged, and exits.
+    """
+    from otelkit.exporters.receiver.auth import TokenError, Tokens
+    from otelkit.exporters.receiver.server import EndpointError, Receiver, ReceiverSettings, TLSFiles
+
+    if (tls_cert is None) != (tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise InputError("--tls-client-ca needs --tls-cert and --tls-key")
+    grpc_at = None if grpc_endpoint.strip().lower() == "none" else grpc_endpoint
+    http_at = None if http_endpoint.strip().lower() == "none" else http_endpoint
+    try:
+        settings = ReceiverSettings(
+            db=store_path(db), grpc_endpoint=grpc_at, http_endpoint=http_at,
+            tokens=Tokens.from_file(token_file) if token_file else Tokens(),
+            tls=TLSFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None,
+            max_body=max_body_mib * 1024 * 1024, queue_items=queue_items,
+        )  # fmt: skip
+        receiver = Receiver(settings)
+        receiver.start()
+    except (TokenError, EndpointError, StoreError) as exc:
+        raise InputError(str(exc)) from None
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    scheme = "https" if settings.tls else "http"
+    bound = [f"grpc {_host_of(grpc_at)}:{receiver.grpc_port}" if grpc_at else "",
+             f"http {scheme}://{_host_of(http_at)}:{receiver.http_port}" if http_at else ""]  # fmt: skip
+    click.echo(f"otelkit serve: {', '.join(b for b in bound if b)}; store {settings.db}")
+    sys.stdout.flush()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        committed = receiver.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    counters = receiver.ingest.counters
+    click.echo(
+        "otelkit serve: stopped; committed "
+        + ", ".join(f"{counters.accepted[s]:,} {noun}" for s, noun in
+                    (("traces", "spans"), ("metrics", "metric points"), ("logs", "log records")))  # fmt: skip
+        + ("" if committed else " (some accepted items could not be committed: see the log)")
+    )
+
+
+def _host_of(endpoint: str | None) -> str:
+    host = (endpoint or "").rpartition(":")[0]
+    return host
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,1 @@
+"""otelkit serve: the OTLP receiver that stores telemetry from any language."""
