@@ -123,6 +123,12 @@ def test_spans_round_trip_through_the_official_exporters(served: Served, tmp_pat
     assert len(stored_spans(served.db, ids)) == len(spans)
     assert stored_events(served.db, ids) == stored_events(expected, ids)
     assert any(r[10] == "ValueError" for r in stored_spans(served.db, ids))  # error type from the exception event
+    # resource and scope rows: interned by the writer thread, joined as the SDK exporter's are
+    marks = ",".join("?" * len(ids))
+    joined = rows(served.db, "SELECT DISTINCT r.service_name, json_extract(r.attributes, '$.\"host.name\"'), c.name, "
+                  f"c.version FROM spans s JOIN resources r ON r.id = s.resource_id JOIN scopes c ON c.id = s.scope_id "
+                  f"WHERE s.trace_id IN ({marks})", tuple(ids))  # fmt: skip
+    assert joined == [(f"svc-{transport}", "h1", "tests.receiver", "1.2.3")]
 
 
 def test_a_redelivered_batch_stores_nothing_twice(served: Served) -> None:
@@ -389,3 +395,116 @@ def test_retry_info_is_attached_to_unavailable() -> None:
     detail = status(code_pb2.UNAVAILABLE, "busy", 1)
     info = error_details_pb2.RetryInfo()
     assert detail.details[0].Unpack(info) and info.retry_delay.seconds == 1
+
+
+# --- a busy store and a flood: 503 and retry, never loss -------------------------------------------
+def _policy(tmp_path: Path, busy_timeout_ms: int) -> dict[str, str]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"store:\n  busy_timeout_ms: {busy_timeout_ms}\n")
+    return {"OTELKIT_CONFIG": str(policy)}
+
+
+def _body(service: str, count: int = 4) -> tuple[bytes, list[ReadableSpan]]:
+    spans = make_spans(service, count)
+    return encode_spans(spans).SerializeToString(), spans
+
+
+def test_a_locked_store_answers_503_then_stores_the_retry(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "locked.db", env=_policy(tmp_path, 200))
+    try:
+        body, spans = _body("svc-locked")
+        blocker = sqlite3.connect(server.db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            code, headers, answer = post(f"{server.http}/v1/traces", body, PB)
+            assert code == 503 and headers["Retry-After"] == "1"
+            status = rpc_status(answer)
+            assert status.code == code_pb2.UNAVAILABLE and "could not write" in status.message
+            info = error_details_pb2.RetryInfo()
+            assert status.details[0].Unpack(info) and info.retry_delay.seconds == 1
+            with grpc.insecure_channel(server.grpc) as channel:  # type: ignore[arg-type]
+                export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+                with pytest.raises(grpc.RpcError) as caught:
+                    export(body, timeout=30)
+            assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        code, _, _ = post(f"{server.http}/v1/traces", body, PB)  # the sender's retry
+        assert code == 200
+    finally:
+        assert server.stop() == 0
+    assert len(stored_spans(server.db, trace_ids(spans))) == len(spans)
+
+
+def test_a_flood_beyond_the_queue_gets_503_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """With the writer stuck behind a lock, requests fill the bounded queue; the rest are
+    refused at once with 503. Every acknowledged span is stored once the lock is gone."""
+    import concurrent.futures
+    import time
+
+    server = start_server(tmp_path / "flood.db", "--queue-items", "1000", env=_policy(tmp_path, 20_000))
+    bodies = [_body(f"svc-flood-{i}", 50) for i in range(12)]  # 100 spans each: 10 fill the queue
+    blocker = sqlite3.connect(server.db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+            futures = [pool.submit(post, f"{server.http}/v1/traces", body, PB) for body, _ in bodies]
+            deadline = time.monotonic() + 20
+            while sum(f.done() for f in futures) < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            refused_early = [f.result()[0] for f in futures if f.done()]
+            blocker.execute("ROLLBACK")
+            results = [f.result()[0] for f in futures]
+    finally:
+        blocker.close()
+    assert refused_early and set(refused_early) == {503}  # refused while the store was locked
+    assert set(results) <= {200, 503} and results.count(200) >= 1
+    acknowledged = [spans for (code, (_, spans)) in zip(results, bodies) if code == 200]
+    assert server.stop() == 0
+    for spans in acknowledged:
+        assert len(stored_spans(server.db, trace_ids(spans))) == len(spans)
+    code_lines = [line for line in server.output().splitlines() if "committed" in line]
+    assert code_lines and f"committed {sum(len(s) for s in acknowledged):,} spans" in code_lines[0]
+
+
+# --- TLS -----------------------------------------------------------------------------------------
+def test_tls_and_client_certificates_on_both_protocols(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key, ca_file = tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "ca.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    client = ca.issue_cert("client.example")
+    client_pem = tmp_path / "client.pem"
+    client.private_key_and_cert_chain_pem.write_to_path(str(client_pem))
+    server = start_server(tmp_path / "tls.db", "--tls-cert", str(cert), "--tls-key", str(key),
+                          "--tls-client-ca", str(ca_file))  # fmt: skip
+    try:
+        assert server.http is not None and server.http.startswith("https://")
+        body, spans = _body("svc-tls", 2)
+        context = ssl.create_default_context(cafile=str(ca_file))
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(urllib.request.Request(f"{server.http}/v1/traces", body, PB), context=context,
+                                   timeout=10).read()  # fmt: skip
+        context.load_cert_chain(str(client_pem))
+        with urllib.request.urlopen(urllib.request.Request(f"{server.http}/v1/traces", body, PB), context=context,
+                                    timeout=10) as response:  # fmt: skip
+            assert response.status == 200
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca.cert_pem.bytes(), private_key=client.private_key_pem.bytes(),
+            certificate_chain=client.cert_chain_pems[0].bytes(),
+        )  # fmt: skip
+        exporter = GrpcSpanExporter(endpoint=server.grpc, credentials=credentials)
+        grpc_spans = make_spans("svc-tls-grpc", 2)
+        assert exporter.export(grpc_spans) is SpanExportResult.SUCCESS
+    finally:
+        assert server.stop() == 0
+    assert len(stored_spans(server.db, trace_ids(spans))) == len(spans)
+    assert len(stored_spans(server.db, trace_ids(grpc_spans))) == len(grpc_spans)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -29,6 +30,7 @@ _log = logging.getLogger(__name__)
 ROUTES = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+MAX_CONCURRENT_REQUESTS = 64  # beyond it, 503 at once: request bodies in memory stay bounded
 DEFAULT_MAX_BODY = 20 * 1024 * 1024  # after decompression, as the Collector's OTLP receiver
 _READ_CHUNK = 1 << 16
 
@@ -90,6 +92,7 @@ class ReceiverHTTPServer(ThreadingHTTPServer):
         self.max_body = max_body
         self.metrics_text = metrics_text or (lambda: "")
         self.healthy = healthy or (lambda: True)
+        self.slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
@@ -137,6 +140,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- methods -------------------------------------------------------------------------------
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        if not self.server.slots.acquire(blocking=False):
+            self._error(503, CODES.UNAVAILABLE, f"over {MAX_CONCURRENT_REQUESTS} requests in progress", retry=True,
+                        close=True)  # fmt: skip
+            return
+        try:
+            self._post()
+        finally:
+            self.server.slots.release()
+
+    def _post(self) -> None:
         path = self.path.split("?", 1)[0]
         signal = ROUTES.get(path)
         if signal is None:

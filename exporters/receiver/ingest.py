@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from otelkit.store import StoreError, StoreWriter
 
@@ -41,6 +40,7 @@ class Ticket:
     rows: Sequence[Sequence[Any]]
     events: Sequence[Sequence[Any]] = ()
     attributes: Sequence[Mapping[str, Any]] | None = None
+    provisional: bool = False  # rows hold provisional resource or scope ids (see service.CachedIds)
     error: str | None = None
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -77,11 +77,14 @@ class Ingest:
         self._queued_items = 0
         self._cond = threading.Condition()
         self._closing = False
+        # Turns provisional resource and scope ids into row ids, in the writer thread.
+        self.resolve: Callable[[StoreWriter, str, Sequence[Sequence[Any]]], Sequence[Sequence[Any]]] | None = None
         self._thread = threading.Thread(target=self._run, name="otelkit-ingest", daemon=True)
         self._thread.start()
 
     @property
     def queued_items(self) -> int:
+        """Items taken but not yet committed (queued or being written)."""
         return self._queued_items
 
     def submit(self, ticket: Ticket) -> Ticket:
@@ -117,7 +120,6 @@ class Ingest:
                 ticket = self._queue.popleft()
                 group.append(ticket)
                 items += len(ticket.rows)
-            self._queued_items -= items
             return group
 
     def _run(self) -> None:
@@ -129,10 +131,17 @@ class Ingest:
                 tickets = [t for t in group if t.signal == signal]
                 if tickets:
                     self._commit(signal, tickets)
+            with self._cond:  # items count against the bound until committed (or failed)
+                self._queued_items -= sum(len(t.rows) for t in group)
 
     def _commit(self, signal: str, tickets: list[Ticket]) -> None:
         error: str | None = None
         try:
+            if self.resolve is not None:
+                for ticket in tickets:
+                    if ticket.provisional:
+                        ticket.rows = self.resolve(self.writer, signal, ticket.rows)
+                        ticket.provisional = False
             if signal == "traces":
                 rows = [row for t in tickets for row in t.rows]
                 events = [event for t in tickets for event in t.events]
@@ -160,13 +169,3 @@ class Ingest:
             self._cond.notify_all()
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
-
-    def wait_idle(self, timeout_s: float = 10.0) -> bool:
-        """True once nothing is queued (for tests and graceful shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._cond:
-                if not self._queue:
-                    return True
-            time.sleep(0.005)
-        return False

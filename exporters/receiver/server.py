@@ -41,6 +41,8 @@ class ReceiverSettings:
     tls: TLSFiles | None = None
     max_body: int = DEFAULT_MAX_BODY
     queue_items: int = DEFAULT_QUEUE_ITEMS
+    busy_timeout_ms: int = 30_000
+    cache_size_mib: int = 64
 
 
 def split_endpoint(text: str) -> tuple[str, int]:
@@ -91,8 +93,9 @@ class Receiver:
         if settings.grpc_endpoint is None and settings.http_endpoint is None:
             raise EndpointError("nothing to serve: give a gRPC or an HTTP endpoint")
         self.settings = settings
-        connect_for_writing(settings.db).close()  # a foreign or unreadable file fails here, before binding
-        self.writer = StoreWriter(settings.db)
+        # A foreign or unreadable file fails here, before any port is bound.
+        connect_for_writing(settings.db, settings.busy_timeout_ms, settings.cache_size_mib).close()
+        self.writer = StoreWriter(settings.db, settings.busy_timeout_ms, settings.cache_size_mib)
         self.ingest = Ingest(self.writer, settings.queue_items)
         self.service = ReceiverService(self.ingest)
         self.grpc_port: int | None = None

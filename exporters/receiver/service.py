@@ -6,17 +6,17 @@ two answer every case the same way.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 from google.protobuf.message import Message
 
 from otelkit.exporters.receiver.convert import Converted, convert_logs, convert_metrics, convert_traces
 from otelkit.exporters.receiver.ingest import Ingest, Refused, Ticket
-from otelkit.store import StoreError, StoreWriter
+from otelkit.store import StoreWriter
+from otelkit.store.writer import LOG_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS
 
 COMMIT_TIMEOUT_S = 30.0
 RETRY_AFTER_S = 1
@@ -39,38 +39,91 @@ class Outcome:
     retry: bool = False
 
 
+_ID_COLUMNS: dict[str, tuple[int, int]] = {
+    "traces": (SPAN_COLUMNS.index("resource_id"), SPAN_COLUMNS.index("scope_id")),
+    "metrics": (METRIC_COLUMNS.index("resource_id"), METRIC_COLUMNS.index("scope_id")),
+    "logs": (LOG_COLUMNS.index("resource_id"), LOG_COLUMNS.index("scope_id")),
+}
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 class CachedIds:
-    """Resource and scope row ids by content, in front of the writer.
+    """Resource and scope row ids by content, handed out without touching the store.
 
-    The writer's own cache sits behind its lock, which a commit holds; looking ids up here
-    keeps the request threads converting while the writer thread commits."""
+    A resource or scope seen for the first time gets a provisional (negative) id at once; the
+    writer thread turns it into a real row id inside its own commit (:meth:`resolve`). So a
+    request thread never waits on the store: when the store is locked, requests queue (or are
+    refused with 503) instead of piling up in handler threads."""
 
-    def __init__(self, writer: StoreWriter) -> None:
-        self._writer = writer
-        self._resources: dict[bytes, int] = {}
-        self._scopes: dict[bytes, int] = {}
+    def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._ids: dict[bytes, int] = {}  # content -> real id, or provisional until resolved
+        self._pending: dict[int, tuple[bytes, Callable[[StoreWriter], int]]] = {}
+        self._resolved: dict[int, int] = {}  # provisional -> real, for rows queued before
+        self._next = -1
+
+    def _id(self, key: bytes, intern: Callable[[StoreWriter], int]) -> int:
+        found = self._ids.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._ids.get(key)
+            if found is None:
+                found = self._ids[key] = self._next
+                self._pending[found] = (key, intern)
+                self._next -= 1
+        return found
 
     def resource_id(self, attributes: Mapping[str, Any], service_name: str | None) -> int:
-        key = orjson.dumps(attributes, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-        found = self._resources.get(key)
-        if found is None:
-            found = self._writer.resource_id(attributes, service_name)
+        key = b"r" + orjson.dumps(attributes, option=_SORTED, default=str)
+        return self._id(key, lambda writer: writer.resource_id(attributes, service_name))
+
+    def scope_id(self, name: str, version: str | None, attributes: Mapping[str, Any] | None = None) -> int:
+        key = b"s" + orjson.dumps([name, version, attributes or {}], option=_SORTED, default=str)
+        return self._id(key, lambda writer: writer.scope_id(name, version, attributes))
+
+    def resolve(self, writer: StoreWriter, signal: str, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """``rows`` with their provisional ids replaced by real ones (interning what is new);
+        called by the writer thread only."""
+        with self._lock:
+            pending = list(self._pending.items())
+        for provisional, (key, intern) in pending:
+            real = intern(writer)
             with self._lock:
-                if len(self._resources) > 10_000:
-                    self._resources.clear()
-                self._resources[key] = found
+                self._resolved[provisional] = real
+                self._ids[key] = real
+                self._pending.pop(provisional, None)
+        resolved = self._resolved
+        r, s = _ID_COLUMNS[signal]
+        out = []
+        for row in rows:
+            if row[r] is not None and row[r] < 0 or row[s] is not None and row[s] < 0:
+                fixed = list(row)
+                if fixed[r] is not None and fixed[r] < 0:
+                    fixed[r] = resolved[fixed[r]]
+                if fixed[s] is not None and fixed[s] < 0:
+                    fixed[s] = resolved[fixed[s]]
+                out.append(tuple(fixed))
+            else:
+                out.append(tuple(row))
+        return out
+
+
+class _RequestIds:
+    """The ids one request's conversion asks for, noting whether any is provisional."""
+
+    def __init__(self, ids: CachedIds) -> None:
+        self._ids = ids
+        self.provisional = False
+
+    def resource_id(self, attributes: Mapping[str, Any], service_name: str | None) -> int:
+        found = self._ids.resource_id(attributes, service_name)
+        self.provisional |= found < 0
         return found
 
     def scope_id(self, name: str, version: str | None, attributes: Mapping[str, Any] | None = None) -> int:
-        key = orjson.dumps([name, version, attributes or {}], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-        found = self._scopes.get(key)
-        if found is None:
-            found = self._writer.scope_id(name, version, attributes)
-            with self._lock:
-                if len(self._scopes) > 10_000:
-                    self._scopes.clear()
-                self._scopes[key] = found
+        found = self._ids.scope_id(name, version, attributes)
+        self.provisional |= found < 0
         return found
 
 
@@ -79,21 +132,20 @@ class ReceiverService:
 
     def __init__(self, ingest: Ingest) -> None:
         self.ingest = ingest
-        self.ids = CachedIds(ingest.writer)
+        self.ids = CachedIds()
+        ingest.resolve = self.ids.resolve
 
     def export(self, signal: str, request: Message) -> Outcome:
         """Store ``request`` of ``signal`` ("traces", "metrics" or "logs")."""
-        try:
-            converted = _CONVERTERS[signal](request, self.ids)
-        except (sqlite3.Error, StoreError, OSError) as exc:  # the store could not give a resource id
-            self.ingest.count(signal)
-            return Outcome(False, message=f"the store could not write: {exc}", retry=True)
+        ids = _RequestIds(self.ids)
+        converted = _CONVERTERS[signal](request, ids)
         rows = converted.rows
         message = converted.error or ""
         if not rows:
             self.ingest.count(signal, rejected=converted.rejected)
             return Outcome(True, converted.rejected, message)
-        ticket = Ticket(signal, rows, converted.events, converted.attributes if signal == "traces" else None)
+        ticket = Ticket(signal, rows, converted.events, converted.attributes if signal == "traces" else None,
+                        provisional=ids.provisional)  # fmt: skip
         try:
             self.ingest.submit(ticket)
         except Refused as exc:
