@@ -73,15 +73,33 @@ def _stored_after(conn: sqlite3.Connection, first: ToolCall) -> list[ToolCall]:
     return [ToolCall(*row) for row in rows]
 
 
+def _stored_keys(conn: sqlite3.Connection, keys: list[str]) -> set[str]:
+    """Which of ``keys`` already have calls in ``tool_calls``, in a few IN queries."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        found.update(
+            row[0]
+            for row in conn.execute(
+                f"SELECT DISTINCT sequence_key FROM tool_calls WHERE sequence_key IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+        )
+    return found
+
+
 def ngram_delta(conn: sqlite3.Connection, calls: Iterable[ToolCall]) -> dict[tuple[int, str, int, str], float]:
     """Store new tool calls and return how ``tool_ngrams`` changes: weight per (start of the
     completing call, service, n, sequence), negative for n-grams the new calls break up."""
     delta: defaultdict[tuple[int, str, int, str], float] = defaultdict(float)
     new_rows: list[ToolCall] = []
-    for group in by_sequence(calls).values():
+    groups = by_sequence(calls)
+    stored = _stored_keys(conn, list(groups))
+    for key, group in groups.items():
         first = group[0]
-        before = context_before(conn, first)
-        after = _stored_after(conn, first)
+        # A sequence with no stored call (a new trace or session: the usual case) needs no reads.
+        before = context_before(conn, first) if key in stored else []
+        after = _stored_after(conn, first) if key in stored else []
         old = before + after
         new = sorted(before + after + group, key=_order)
         for call, n, sequence in ngrams_from(old, len(before)):
