@@ -508,3 +508,21 @@ def test_tls_and_client_certificates_on_both_protocols(tmp_path: Path) -> None:
         assert server.stop() == 0
     assert len(stored_spans(server.db, trace_ids(spans))) == len(spans)
     assert len(stored_spans(server.db, trace_ids(grpc_spans))) == len(grpc_spans)
+
+
+# --- alert rules on ingested spans ---------------------------------------------------------------
+def test_the_policy_alert_rules_run_on_ingested_spans(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("alerts:\n  rules:\n    - {name: burst, kind: error_burst, threshold: 3, window_s: 600}\n"
+                      "  log: false\n  store: true\n")  # fmt: skip
+    server = start_server(tmp_path / "alerts.db", env={"OTELKIT_CONFIG": str(policy)})
+    try:
+        spans = make_spans("svc-alerting", 8)  # 4 of the 8 step spans fail
+        failing = {"%032x" % s.context.trace_id for s in spans if s.status.status_code is StatusCode.ERROR}
+        assert GrpcSpanExporter(endpoint=server.grpc, insecure=True).export(spans) is SpanExportResult.SUCCESS
+    finally:
+        assert server.stop() == 0
+    alerts = rows(server.db, "SELECT rule, kind, state, trace_id FROM alerts")
+    assert len(alerts) == 1
+    rule, kind, state, trace_id = alerts[0]
+    assert (rule, kind, state) == ("burst", "error_burst", "firing") and trace_id in failing

@@ -18,6 +18,8 @@ from otelkit.exporters.receiver.grpc_server import build_grpc_server
 from otelkit.exporters.receiver.http_server import DEFAULT_MAX_BODY, ReceiverHTTPServer
 from otelkit.exporters.receiver.ingest import DEFAULT_QUEUE_ITEMS, SIGNALS, Ingest
 from otelkit.exporters.receiver.service import ReceiverService
+from otelkit.config import Policy
+from otelkit.processors.alerting import AlertStage
 from otelkit.store import StoreWriter, connect_for_writing
 
 
@@ -43,6 +45,7 @@ class ReceiverSettings:
     queue_items: int = DEFAULT_QUEUE_ITEMS
     busy_timeout_ms: int = 30_000
     cache_size_mib: int = 64
+    policy: Policy | None = None  # its alert rules run on ingested spans
 
 
 def split_endpoint(text: str) -> tuple[str, int]:
@@ -97,7 +100,8 @@ class Receiver:
         connect_for_writing(settings.db, settings.busy_timeout_ms, settings.cache_size_mib).close()
         self.writer = StoreWriter(settings.db, settings.busy_timeout_ms, settings.cache_size_mib)
         self.ingest = Ingest(self.writer, settings.queue_items)
-        self.service = ReceiverService(self.ingest)
+        self.alerts = AlertStage.from_policy(settings.policy, settings.db) if settings.policy is not None else None
+        self.service = ReceiverService(self.ingest, self.alerts)
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self._grpc: grpc.Server | None = None
@@ -162,6 +166,8 @@ class Receiver:
         if self._http is not None:
             self._http.server_close()  # joins the handler threads still answering
         committed = self.ingest.close(max(grace_s, 30.0))
+        if self.alerts is not None:
+            self.alerts.shutdown()  # delivers the alerts still queued for webhooks and the store
         self.writer.close()
         self._stopped.set()
         return committed

@@ -6,6 +6,7 @@ two answer every case the same way.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -13,10 +14,14 @@ from typing import Any, Callable, Mapping, Sequence
 import orjson
 from google.protobuf.message import Message
 
+from otelkit.processors.alert_rules import SpanFacts
+from otelkit.processors.alerting import AlertStage
 from otelkit.exporters.receiver.convert import Converted, convert_logs, convert_metrics, convert_traces
 from otelkit.exporters.receiver.ingest import Ingest, Refused, Ticket
 from otelkit.store import StoreWriter
 from otelkit.store.writer import LOG_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS
+
+_log = logging.getLogger(__name__)
 
 COMMIT_TIMEOUT_S = 30.0
 RETRY_AFTER_S = 1
@@ -128,10 +133,13 @@ class _RequestIds:
 
 
 class ReceiverService:
-    """Stores export requests through one :class:`Ingest`."""
+    """Stores export requests through one :class:`Ingest`, and runs the policy's alert rules
+    on the spans it stored."""
 
-    def __init__(self, ingest: Ingest) -> None:
+    def __init__(self, ingest: Ingest, alerts: AlertStage | None = None) -> None:
         self.ingest = ingest
+        self.alerts = alerts if alerts is not None and alerts.active else None
+        self.alert_failures = 0
         self.ids = CachedIds()
         ingest.resolve = self.ids.resolve
 
@@ -156,4 +164,18 @@ class ReceiverService:
             self.ingest.count(signal, refused=len(rows), rejected=converted.rejected)
             return Outcome(False, message=error, retry=True)
         self.ingest.count(signal, accepted=len(rows), rejected=converted.rejected)
+        if self.alerts is not None and signal == "traces":
+            self._alert(rows, converted.attributes)
         return Outcome(True, converted.rejected, message)
+
+    def _alert(self, rows: Sequence[Sequence[Any]], attributes: Sequence[Mapping[str, Any]]) -> None:
+        """The same rule engine as in-process, on the committed spans (after the commit, so an
+        alert never names a span the store lacks). A rule that fails is counted, never raised."""
+        assert self.alerts is not None
+        try:
+            for row, attrs in zip(rows, attributes):
+                self.alerts.evaluate(SpanFacts(row[3], row[8], row[9], row[10] == "ERROR", attrs,
+                                               int(row[0], 16), int(row[1], 16)))  # fmt: skip
+        except Exception:  # alerting must never fail an acknowledged request
+            self.alert_failures += 1
+            _log.exception("otelkit serve: alert rules failed on ingested spans")

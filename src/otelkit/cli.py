@@ -703,13 +703,14 @@ def serve(db: str | None, grpc_endpoint: str, http_endpoint: str, token_file: st
     grpc_at = None if grpc_endpoint.strip().lower() == "none" else grpc_endpoint
     http_at = None if http_endpoint.strip().lower() == "none" else http_endpoint
     try:
-        store = load_policy().store
+        policy = load_policy()
     except ConfigError as exc:
         raise InputError(str(exc)) from None
+    store = policy.store
     try:
         settings = ReceiverSettings(
             db=db or store.path, grpc_endpoint=grpc_at, http_endpoint=http_at,
-            busy_timeout_ms=store.busy_timeout_ms, cache_size_mib=store.cache_size_mib,
+            busy_timeout_ms=store.busy_timeout_ms, cache_size_mib=store.cache_size_mib, policy=policy,
             tokens=Tokens.from_file(token_file) if token_file else Tokens(),
             tls=TLSFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None,
             max_body=max_body_mib * 1024 * 1024, queue_items=queue_items,
