@@ -526,3 +526,57 @@ def test_the_policy_alert_rules_run_on_ingested_spans(tmp_path: Path) -> None:
     assert len(alerts) == 1
     rule, kind, state, trace_id = alerts[0]
     assert (rule, kind, state) == ("burst", "error_burst", "firing") and trace_id in failing
+
+
+# --- sanitization before storage -------------------------------------------------------------------
+SECRET = "sk-proj-Xa12bC34dE56fG78hI90jK12lM34nO56pQ78"
+
+
+def _planted(service: str) -> tuple[list[ReadableSpan], Any, list[Any]]:
+    """Spans, metrics and logs carrying one secret in every place a sender can put it."""
+    resource = Resource.create({"service.name": service, "deploy.note": f"key {SECRET}"})
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("tests.planted")
+    with tracer.start_as_current_span("root") as root:
+        with tracer.start_as_current_span(f"call {SECRET}", attributes={"prompt": f"use {SECRET} please"},
+                                          links=[Link(root.get_span_context(), {"why": SECRET})]) as span:  # fmt: skip
+            span.add_event(f"sent {SECRET}", {"payload": SECRET})
+            span.set_status(Status(StatusCode.ERROR, f"rejected {SECRET}"))
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(resource=resource, metric_readers=[reader])
+    meters.get_meter("tests.planted").create_counter("calls").add(1, {"note": f"key={SECRET}"})
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    from opentelemetry._logs import LogRecord
+
+    logger_provider.get_logger("tests.planted").emit(LogRecord(body=f"token {SECRET}", attributes={"note": SECRET}))
+    return list(memory.get_finished_spans()), reader.get_metrics_data(), list(logs.get_finished_logs())
+
+
+def test_sanitize_scrubs_every_place_before_storage(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "scrubbed.db", "--sanitize")
+    try:
+        spans, metrics, logs = _planted("svc-planted")
+        assert GrpcSpanExporter(endpoint=server.grpc, insecure=True).export(spans) is SpanExportResult.SUCCESS
+        assert HttpMetricExporter(endpoint=f"{server.http}/v1/metrics").export(metrics) is MetricExportResult.SUCCESS
+        assert HttpLogExporter(endpoint=f"{server.http}/v1/logs").export(logs) is LogRecordExportResult.SUCCESS
+    finally:
+        assert server.stop() == 0
+    with sqlite3.connect(server.db) as conn:
+        dump = "\n".join(conn.iterdump())
+    assert SECRET not in dump and "[REDACTED:" in dump
+    for path in server.db.parent.glob(server.db.name + "*"):  # the file, its WAL, anything left
+        assert SECRET.encode() not in path.read_bytes(), path
+    counted = rows(server.db, "SELECT name, json_extract(attributes, '$.\"otelkit.sanitize.redacted\"') FROM spans")
+    assert all(count and count >= 1 for _, count in counted)  # the resource's secret counts on every span
+    assert len(counted) == 2
+
+
+def test_without_sanitize_the_receiver_stores_what_it_was_sent(served: Served) -> None:
+    spans, _, _ = _planted("svc-unscrubbed")
+    assert GrpcSpanExporter(endpoint=served.grpc, insecure=True).export(spans) is SpanExportResult.SUCCESS
+    stored = rows(served.db, "SELECT attributes FROM spans WHERE service_name = 'svc-unscrubbed'")
+    assert any(SECRET in attributes for (attributes,) in stored)

@@ -20,6 +20,7 @@ from otelkit.exporters.receiver.ingest import DEFAULT_QUEUE_ITEMS, SIGNALS, Inge
 from otelkit.exporters.receiver.service import ReceiverService
 from otelkit.config import Policy
 from otelkit.processors.alerting import AlertStage
+from otelkit.processors.sanitize import Scrubber
 from otelkit.store import StoreWriter, connect_for_writing
 
 
@@ -46,6 +47,7 @@ class ReceiverSettings:
     busy_timeout_ms: int = 30_000
     cache_size_mib: int = 64
     policy: Policy | None = None  # its alert rules run on ingested spans
+    sanitize: bool = False  # scrub with the policy's sanitize rules before storage
 
 
 def split_endpoint(text: str) -> tuple[str, int]:
@@ -101,7 +103,10 @@ class Receiver:
         self.writer = StoreWriter(settings.db, settings.busy_timeout_ms, settings.cache_size_mib)
         self.ingest = Ingest(self.writer, settings.queue_items)
         self.alerts = AlertStage.from_policy(settings.policy, settings.db) if settings.policy is not None else None
-        self.service = ReceiverService(self.ingest, self.alerts)
+        scrubber = None
+        if settings.sanitize:
+            scrubber = Scrubber.from_settings((settings.policy or Policy()).sanitize)
+        self.service = ReceiverService(self.ingest, self.alerts, scrubber)
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self._grpc: grpc.Server | None = None

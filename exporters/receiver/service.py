@@ -16,6 +16,8 @@ from google.protobuf.message import Message
 
 from otelkit.processors.alert_rules import SpanFacts
 from otelkit.processors.alerting import AlertStage
+from otelkit.processors.sanitize import Scrubber
+from otelkit.exporters.receiver.scrub import RowScrubber
 from otelkit.exporters.receiver.convert import Converted, convert_logs, convert_metrics, convert_traces
 from otelkit.exporters.receiver.ingest import Ingest, Refused, Ticket
 from otelkit.store import StoreWriter
@@ -115,18 +117,29 @@ class CachedIds:
 
 
 class _RequestIds:
-    """The ids one request's conversion asks for, noting whether any is provisional."""
+    """The ids one request's conversion asks for, noting whether any is provisional; with
+    ``--sanitize``, resources and scopes are scrubbed before they are interned."""
 
-    def __init__(self, ids: CachedIds) -> None:
+    def __init__(self, ids: CachedIds, scrub: RowScrubber | None) -> None:
         self._ids = ids
+        self._scrub = scrub
         self.provisional = False
 
     def resource_id(self, attributes: Mapping[str, Any], service_name: str | None) -> int:
+        hits: list[str] = []
+        if self._scrub is not None:
+            scrubbed, hits = self._scrub.attributes(attributes)
+            attributes = attributes if scrubbed is None else scrubbed
         found = self._ids.resource_id(attributes, service_name)
+        if self._scrub is not None:
+            self._scrub.resource_hits[found] = tuple(hits)
         self.provisional |= found < 0
         return found
 
     def scope_id(self, name: str, version: str | None, attributes: Mapping[str, Any] | None = None) -> int:
+        if self._scrub is not None and attributes:
+            scrubbed, _hits = self._scrub.attributes(attributes)
+            attributes = attributes if scrubbed is None else scrubbed
         found = self._ids.scope_id(name, version, attributes)
         self.provisional |= found < 0
         return found
@@ -136,8 +149,9 @@ class ReceiverService:
     """Stores export requests through one :class:`Ingest`, and runs the policy's alert rules
     on the spans it stored."""
 
-    def __init__(self, ingest: Ingest, alerts: AlertStage | None = None) -> None:
+    def __init__(self, ingest: Ingest, alerts: AlertStage | None = None, scrubber: Scrubber | None = None) -> None:
         self.ingest = ingest
+        self.scrub = RowScrubber(scrubber) if scrubber is not None and scrubber.active else None
         self.alerts = alerts if alerts is not None and alerts.active else None
         self.alert_failures = 0
         self.ids = CachedIds()
@@ -145,8 +159,10 @@ class ReceiverService:
 
     def export(self, signal: str, request: Message) -> Outcome:
         """Store ``request`` of ``signal`` ("traces", "metrics" or "logs")."""
-        ids = _RequestIds(self.ids)
+        ids = _RequestIds(self.ids, self.scrub)
         converted = _CONVERTERS[signal](request, ids)
+        if self.scrub is not None:
+            self.scrub.rows(signal, converted)
         rows = converted.rows
         message = converted.error or ""
         if not rows:

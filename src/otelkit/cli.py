@@ -682,12 +682,15 @@ def top(db: str | None, interval: float, window: str, service: str | None, itera
 @click.option("--tls-cert", metavar="FILE", default=None, help="Serve TLS on both protocols with this certificate (PEM).")
 @click.option("--tls-key", metavar="FILE", default=None, help="The private key of --tls-cert (PEM).")
 @click.option("--tls-client-ca", metavar="FILE", default=None, help="Require client certificates signed by this CA (mTLS).")
+@click.option("--sanitize", is_flag=True, default=False,
+              help="Scrub secrets and personal data with the policy's sanitize rules before storing (for senders that do not).")
 @click.option("--max-body-mib", type=click.IntRange(min=1, max=1024), default=20, show_default=True,
               help="Largest request accepted, after decompression.")
 @click.option("--queue-items", type=click.IntRange(min=1000), default=200_000, show_default=True,
               help="Items (spans, points, records) waiting to be committed before senders get 503 / UNAVAILABLE.")
 def serve(db: str | None, grpc_endpoint: str, http_endpoint: str, token_file: str | None, tls_cert: str | None,
-          tls_key: str | None, tls_client_ca: str | None, max_body_mib: int, queue_items: int) -> None:  # fmt: skip
+          tls_key: str | None, tls_client_ca: str | None, sanitize: bool, max_body_mib: int,
+          queue_items: int) -> None:  # fmt: skip
     """Receive OTLP traces, metrics and logs from any language or a Collector into the store.
 
     The first line of output names the ports bound. SIGTERM or Ctrl-C stops taking requests,
@@ -710,7 +713,7 @@ def serve(db: str | None, grpc_endpoint: str, http_endpoint: str, token_file: st
     try:
         settings = ReceiverSettings(
             db=db or store.path, grpc_endpoint=grpc_at, http_endpoint=http_at,
-            busy_timeout_ms=store.busy_timeout_ms, cache_size_mib=store.cache_size_mib, policy=policy,
+            busy_timeout_ms=store.busy_timeout_ms, cache_size_mib=store.cache_size_mib, policy=policy, sanitize=sanitize,
             tokens=Tokens.from_file(token_file) if token_file else Tokens(),
             tls=TLSFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None,
             max_body=max_body_mib * 1024 * 1024, queue_items=queue_items,
