@@ -1,7 +1,9 @@
 """``otelkit serve``: both OTLP front ends over one ingest queue and store, and their lifecycle.
 
-Shutdown (SIGTERM, SIGINT or :meth:`Receiver.stop`) stops taking requests, lets the ones in
-flight finish, commits everything accepted, and only then closes the store.
+Shutdown (SIGTERM, SIGINT or :meth:`Receiver.stop`) stops taking requests, gives gRPC calls in
+flight a grace period, commits everything queued, and only then closes the store. An HTTP
+request still being read or converted at that moment is answered 503 (the sender retries);
+none is ever acknowledged without its commit.
 """
 
 from __future__ import annotations

@@ -14,12 +14,12 @@ from typing import Any, Callable, Mapping, Sequence
 import orjson
 from google.protobuf.message import Message
 
+from otelkit.exporters.receiver.convert import Converted, convert_logs, convert_metrics, convert_traces
+from otelkit.exporters.receiver.ingest import Ingest, Refused, Ticket
+from otelkit.exporters.receiver.scrub import RowScrubber
 from otelkit.processors.alert_rules import SpanFacts
 from otelkit.processors.alerting import AlertStage
 from otelkit.processors.sanitize import Scrubber
-from otelkit.exporters.receiver.scrub import RowScrubber
-from otelkit.exporters.receiver.convert import Converted, convert_logs, convert_metrics, convert_traces
-from otelkit.exporters.receiver.ingest import Ingest, Refused, Ticket
 from otelkit.store import StoreWriter
 from otelkit.store.writer import LOG_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS
 
@@ -38,12 +38,12 @@ _CONVERTERS: dict[str, Callable[[Any, Any], Converted]] = {
 @dataclass(frozen=True)
 class Outcome:
     """``stored``: committed (with ``rejected`` malformed items and their ``message``);
-    otherwise ``retry`` says the failure is transient (503 / UNAVAILABLE)."""
+    otherwise nothing was stored and ``message`` says why. Every failure here is transient (a
+    full queue, a busy or failing store), so the front ends answer 503 / UNAVAILABLE."""
 
     stored: bool
     rejected: int = 0
     message: str = ""
-    retry: bool = False
 
 
 _ID_COLUMNS: dict[str, tuple[int, int]] = {
@@ -51,6 +51,9 @@ _ID_COLUMNS: dict[str, tuple[int, int]] = {
     "metrics": (METRIC_COLUMNS.index("resource_id"), METRIC_COLUMNS.index("scope_id")),
     "logs": (LOG_COLUMNS.index("resource_id"), LOG_COLUMNS.index("scope_id")),
 }
+_TRACE, _SPAN, _NAME, _START, _END, _STATUS = (
+    SPAN_COLUMNS.index(c) for c in ("trace_id", "span_id", "name", "start_ns", "end_ns", "status_code")
+)
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
@@ -174,11 +177,11 @@ class ReceiverService:
             self.ingest.submit(ticket)
         except Refused as exc:
             self.ingest.count(signal, refused=len(rows), rejected=converted.rejected)
-            return Outcome(False, message=str(exc), retry=True)
+            return Outcome(False, message=str(exc))
         error = ticket.wait(COMMIT_TIMEOUT_S)
         if error is not None:
             self.ingest.count(signal, refused=len(rows), rejected=converted.rejected)
-            return Outcome(False, message=error, retry=True)
+            return Outcome(False, message=error)
         self.ingest.count(signal, accepted=len(rows), rejected=converted.rejected)
         if self.alerts is not None and signal == "traces":
             self._alert(rows, converted.attributes)
@@ -190,8 +193,8 @@ class ReceiverService:
         assert self.alerts is not None
         try:
             for row, attrs in zip(rows, attributes):
-                self.alerts.evaluate(SpanFacts(row[3], row[8], row[9], row[10] == "ERROR", attrs,
-                                               int(row[0], 16), int(row[1], 16)))  # fmt: skip
+                self.alerts.evaluate(SpanFacts(row[_NAME], row[_START], row[_END], row[_STATUS] == "ERROR", attrs,
+                                               int(row[_TRACE], 16), int(row[_SPAN], 16)))  # fmt: skip
         except Exception:  # alerting must never fail an acknowledged request
             self.alert_failures += 1
             _log.exception("otelkit serve: alert rules failed on ingested spans")
