@@ -108,6 +108,18 @@ def _service(attributes: Mapping[str, Any]) -> str | None:
     return None if service is None else str(service)
 
 
+def _resource_ids(resource: Any, ids: RowIdSource) -> tuple[int, str | None]:
+    """(row id, service.name) of a ResourceSpans/Metrics/Logs' resource: one lookup per resource."""
+    attributes = _attributes(resource.attributes)
+    service = _service(attributes)
+    return ids.resource_id(attributes, service), service
+
+
+def _scope_id(scope: Any, ids: RowIdSource) -> int:
+    """Row id of an instrumentation scope (an empty version is no version, as the SDK meters say)."""
+    return ids.scope_id(scope.name, scope.version or None, _attributes(scope.attributes))
+
+
 def _id_problem(name: str, value: bytes, size: int) -> str | None:
     """Why ``value`` is not a valid id of ``size`` bytes, or None."""
     if len(value) != size:
@@ -149,13 +161,10 @@ def convert_traces(request: ExportTraceServiceRequest, ids: RowIdSource) -> Conv
     zero_span = _ZERO_SPAN
     error_type_key = sc.ERROR_TYPE
     for resource_index, resource_spans in enumerate(request.resource_spans):
-        resource_attrs = attributes(resource_spans.resource.attributes)
-        service = _service(resource_attrs)
-        resource_id = ids.resource_id(resource_attrs, service)
+        resource_id, service = _resource_ids(resource_spans.resource, ids)
         span_index = -1
         for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope
-            scope_id = ids.scope_id(scope.name, scope.version or None, attributes(scope.attributes))
+            scope_id = _scope_id(scope_spans.scope, ids)
             for span in scope_spans.spans:
                 span_index += 1
                 trace_bytes = span.trace_id
@@ -278,12 +287,9 @@ def convert_metrics(request: ExportMetricsServiceRequest, ids: RowIdSource) -> C
     rejected = 0
     error: str | None = None
     for resource_index, resource_metrics in enumerate(request.resource_metrics):
-        resource_attrs = _attributes(resource_metrics.resource.attributes)
-        service = _service(resource_attrs)
-        resource_id = ids.resource_id(resource_attrs, service)
+        resource_id, service = _resource_ids(resource_metrics.resource, ids)
         for scope_metrics in resource_metrics.scope_metrics:
-            scope = scope_metrics.scope
-            scope_id = ids.scope_id(scope.name, scope.version or None, _attributes(scope.attributes))
+            scope_id = _scope_id(scope_metrics.scope, ids)
             for metric in scope_metrics.metrics:
                 kind = metric.WhichOneof("data")
                 if kind is None:
@@ -335,13 +341,10 @@ def convert_logs(request: ExportLogsServiceRequest, ids: RowIdSource) -> Convert
     correlation_fields = sc.LOG_CORRELATION_FIELDS
     received_ns = 0
     for resource_index, resource_logs in enumerate(request.resource_logs):
-        resource_attrs = _attributes(resource_logs.resource.attributes)
-        service = _service(resource_attrs)
-        resource_id = ids.resource_id(resource_attrs, service)
+        resource_id, service = _resource_ids(resource_logs.resource, ids)
         record_index = -1
         for scope_logs in resource_logs.scope_logs:
-            scope = scope_logs.scope
-            scope_id = ids.scope_id(scope.name, scope.version or None, _attributes(scope.attributes))
+            scope_id = _scope_id(scope_logs.scope, ids)
             for record in scope_logs.log_records:
                 record_index += 1
                 trace_bytes = record.trace_id

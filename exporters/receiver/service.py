@@ -92,7 +92,7 @@ class CachedIds:
         key = b"s" + orjson.dumps([name, version, attributes or {}], option=_SORTED, default=str)
         return self._id(key, lambda writer: writer.scope_id(name, version, attributes))
 
-    def resolve(self, writer: StoreWriter, signal: str, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    def resolve(self, writer: StoreWriter, signal: str, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
         """``rows`` with their provisional ids replaced by real ones (interning what is new);
         called by the writer thread only."""
         with self._lock:
@@ -105,7 +105,7 @@ class CachedIds:
                 self._pending.pop(provisional, None)
         resolved = self._resolved
         r, s = _ID_COLUMNS[signal]
-        out = []
+        out: list[Sequence[Any]] = []
         for row in rows:
             if row[r] is not None and row[r] < 0 or row[s] is not None and row[s] < 0:
                 fixed = list(row)
@@ -115,7 +115,7 @@ class CachedIds:
                     fixed[s] = resolved[fixed[s]]
                 out.append(tuple(fixed))
             else:
-                out.append(tuple(row))
+                out.append(row)
         return out
 
 
