@@ -11,6 +11,7 @@ import dataclasses
 import getpass
 import io
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -748,6 +749,49 @@ def serve(db: str | None, grpc_endpoint: str, http_endpoint: str, token_file: st
 def _host_of(endpoint: str | None) -> str:
     host = (endpoint or "").rpartition(":")[0]
     return host
+
+
+@cli.command(name="collector-config")
+@click.option("--policy", "policy_path", metavar="FILE", default=None,
+              help="The otelkit policy to render.  [default: $OTELKIT_CONFIG, else the built-in defaults]")
+@click.option("--mode", type=click.Choice(["agent", "gateway"]), default="agent", show_default=True,
+              help="agent: one per host, OTLP on 127.0.0.1; gateway: a central tier, plus span metrics (RED).")
+@click.option("--output", metavar="FILE", default=None, help="Write the config to FILE instead of stdout.")
+def collector_config(policy_path: str | None, mode: str, output: str | None) -> None:
+    """Render an OpenTelemetry Collector config whose redaction and tail sampling come from the policy.
+
+    The policy's sanitize section (preset, rules, enable/disable, modes, key and value
+    patterns, allow_keys, max_value_length) becomes the redaction processor (and a transform
+    for span names, status messages and value length); sampling.tail (keep_errors,
+    latency_threshold_ms, cost_threshold_usd, keep_ratio, decision_timeout_s, max_traces)
+    becomes the tail_sampling processor. The rest is fixed: OTLP in, memory_limiter, batch,
+    OTLP out to Jaeger and 'otelkit serve' with retries and persistent queues; endpoints, ports
+    and the queue directory are ${env:...} settings listed in the file's header.
+
+    A pattern of your own that the Collector's RE2 regular expressions cannot run (look-around,
+    back-references, ...) is an error. Validate the result with
+    'otelcol-otelkit validate --config FILE'.
+    """
+    from otelkit.collector_config import FEATURE_GATES, collector_rules, render
+    from otelkit.config import ENV_CONFIG
+    from otelkit.sanitize_settings import ENV_SANITIZE_KEY
+
+    try:
+        policy = load_policy(policy_path)
+        text = render(policy, mode, source=policy_path or os.environ.get(ENV_CONFIG) or None)
+        hashed = any(rule.mode == "hash" for rule in collector_rules(policy.sanitize))
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
+    write_output(text, output)
+    if hashed:
+        click.echo(f"otelkit: note: hash-mode rules need {ENV_SANITIZE_KEY} (32+ characters) in the Collector's "
+                   "environment; the policy's hash_key is not copied into the config", err=True)  # fmt: skip
+    if policy.sampling.tail.enabled and policy.sampling.tail.keep_ratio < 1:
+        click.echo("otelkit: note: sampling.tail.enabled is on, so traces from otelkit processes are sampled twice "
+                   "(in-process and in the Collector); turn one of them off", err=True)  # fmt: skip
+    if output is not None:
+        click.echo(f"otelkit: wrote the {mode} Collector config to {output}; run it with: otelcol-otelkit "
+                   f"--config {output} --feature-gates={','.join(FEATURE_GATES)}", err=True)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:
