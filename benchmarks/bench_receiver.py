@@ -7,7 +7,7 @@ processor), sends them from ``--senders`` connections at once, and stops the clo
 last acknowledgement arrives, which the server sends only after the commit. Then it checks
 that the store holds every span sent, once.
 
-    python benchmarks/bench_receiver.py [--spans 200k] [--batch 512] [--senders 4]
+    python benchmarks/bench_receiver.py [--spans 200k] [--batch 512] [--senders 4] [--workers N]
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--spans", type=positive_int, default=200_000, help="spans per protocol (default 200k)")
     parser.add_argument("--batch", type=positive_int, default=512, help="spans per request (default 512)")
     parser.add_argument("--senders", type=positive_int, default=4, help="concurrent connections (default 4)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="otelkit serve --workers (default: the server's own default)")
     return parser.parse_args(argv)
 
 
@@ -92,10 +94,11 @@ def encode_requests(total: int, batch: int, seed: int) -> list[bytes]:
     return bodies
 
 
-def start_server(db: Path) -> tuple[subprocess.Popen[str], str, str]:
+def start_server(db: Path, workers: int | None) -> tuple[subprocess.Popen[str], str, str]:
     process = subprocess.Popen(
         [sys.executable, "-c", "from otelkit.cli import main; main()", "serve", "--db", str(db),
-         "--grpc-endpoint", "127.0.0.1:0", "--http-endpoint", "127.0.0.1:0"],
+         "--grpc-endpoint", "127.0.0.1:0", "--http-endpoint", "127.0.0.1:0",
+         *(["--workers", str(workers)] if workers else [])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert process.stdout is not None
@@ -152,7 +155,7 @@ def run(protocol: str, args: argparse.Namespace, seed: int) -> tuple[float, int,
     bodies = encode_requests(args.spans, args.batch, seed)
     with tempfile.TemporaryDirectory(prefix="otelkit-bench-") as scratch:
         db = Path(scratch) / "received.db"
-        process, grpc_at, http_at = start_server(db)
+        process, grpc_at, http_at = start_server(db, args.workers)
         failures: list[str] = []
         target, address = (send_grpc, grpc_at) if protocol == "grpc" else (send_http, http_at)
         senders = [threading.Thread(target=target, args=(address, bodies[i :: args.senders], failures))

@@ -12,7 +12,7 @@ import pytest
 from otelkit.processors.alert_rules import AlertEvent
 from otelkit.processors.alert_sinks import alert_row
 from otelkit.store import StoreWriter
-from otelkit.store.schema import MIGRATIONS
+from otelkit.store.schema import MIGRATIONS, SCHEMA_VERSION
 from test_cli import assert_one_line_error, run
 
 NOW = time.time_ns()
@@ -90,7 +90,7 @@ def test_list_on_a_store_from_before_alerting_is_empty(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.stdout == "no alerts in the store\n"
     assert json.loads(run("alerts", "list", "--db", str(path), "--format", "json").stdout) == {"alerts": []}
     assert_one_line_error(run("alerts", "ack", "1", "--db", str(path)), "no alert with id 1")
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3  # reading it upgraded it
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # reading it upgraded it
 
 
 def test_ack_records_who_once(db: Path) -> None:

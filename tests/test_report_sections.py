@@ -51,6 +51,7 @@ from otelkit.processors.sanitize import scrub_text
 from otelkit.report import build_report
 from otelkit.report.sections import SECTIONS
 from otelkit.store import SCHEMA_VERSION, connect_for_reading
+from otelkit.store.schema import DERIVED_SPAN_COLUMNS
 from test_cli import assert_one_line_error
 
 NOW = ds.NOW
@@ -1540,8 +1541,13 @@ def test_a_version_2_store_is_upgraded_when_reported_on(ended_store: Path, tmp_p
     source, target = sqlite3.connect(ended_store), sqlite3.connect(old)
     source.backup(target)
     source.close()
+    # Back to version 2's shape: no rollups, and spans a table with generated columns.
     for statement in ("DROP TABLE rollups", "DROP TABLE error_rollups", "DROP TABLE session_rollups",
                       "DROP TABLE tool_ngrams", "DROP TABLE tool_calls", "DROP TABLE rollup_keys",
+                      "DROP VIEW spans", "ALTER TABLE span_rows RENAME TO spans",
+                      "ALTER TABLE spans ADD COLUMN duration_ns INTEGER GENERATED ALWAYS AS (end_ns - start_ns) VIRTUAL",
+                      *(f"ALTER TABLE spans ADD COLUMN {column} GENERATED ALWAYS AS ({expression}) VIRTUAL"
+                        for column, expression in DERIVED_SPAN_COLUMNS.items()),
                       "PRAGMA user_version = 2"):  # fmt: skip
         target.execute(statement)
     target.commit()

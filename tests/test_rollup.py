@@ -17,6 +17,7 @@ import pytest
 from otelkit import semconv as sc
 from otelkit.report.source import Source, cover
 from otelkit.store import StoreWriter, connect_for_reading
+from otelkit.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from otelkit.store.rollup import (
     HISTOGRAM_ACCURACY,
     RESOLUTIONS,
@@ -257,22 +258,43 @@ def test_rollup_windows_equal_exact_windows_for_sums(tmp_path: Path) -> None:
             assert exact.spans == len(expected)
 
 
-def test_upgrading_a_version_2_store_builds_its_rollups(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
-    StoreWriter(str(db)).write_spans(
-        [row(i, BASE + i * HOUR, 5000, attrs={sc.OPERATION_TYPE: "step", sc.SESSION_ID: "s"}) for i in range(1, 30)]
-    )
-    before = rollup_totals(db, 3600)
-    conn = sqlite3.connect(db)
-    for table in ("rollups", "error_rollups", "session_rollups", "tool_ngrams", "tool_calls", "rollup_keys"):
-        conn.execute(f"DROP TABLE {table}")
-    conn.execute("PRAGMA user_version = 2")
-    conn.commit()
+def old_store(db: Path, version: int, rows: list[tuple[Any, ...]]) -> None:
+    """A store as otelkit ``version`` made it (its migrations only), holding ``rows``."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    for step in range(version):
+        for statement in MIGRATIONS[step].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.executemany(f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(SPAN_COLUMNS))})",
+                     rows)  # fmt: skip
     conn.close()
-    reader = connect_for_reading(str(db))
-    assert reader.execute("PRAGMA user_version").fetchone()[0] == 3
-    assert rollup_totals(db, 3600) == before
+
+
+def test_upgrading_a_version_2_store_builds_its_rollups(tmp_path: Path) -> None:
+    rows = [row(i, BASE + i * HOUR, 5000, attrs={sc.OPERATION_TYPE: "step", sc.SESSION_ID: "s"}) for i in range(1, 30)]
+    StoreWriter(str(tmp_path / "new.db")).write_spans(rows)
+    old_store(tmp_path / "s.db", 2, rows)
+    reader = connect_for_reading(str(tmp_path / "s.db"))
+    assert reader.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert rollup_totals(tmp_path / "s.db", 3600) == rollup_totals(tmp_path / "new.db", 3600)
     assert reader.execute("SELECT spans FROM session_rollups").fetchone()[0] == 29
+
+
+def test_upgrading_a_version_3_store_keeps_every_span_and_derived_column(tmp_path: Path) -> None:
+    rows = [row(i, BASE + i * 1000, 5000 + i, attrs={sc.OPERATION_TYPE: "llm", sc.GEN_AI_PROVIDER_NAME: "openai",
+                                                     sc.GEN_AI_USAGE_INPUT_TOKENS: i, sc.SESSION_ID: f"s{i % 3}"})
+            for i in range(1, 40)]  # fmt: skip
+    old_store(tmp_path / "v3.db", 3, rows)
+    query = "SELECT * FROM spans ORDER BY id"
+    before = sqlite3.connect(tmp_path / "v3.db").execute(query).fetchall()
+    reader = connect_for_reading(str(tmp_path / "v3.db"))
+    assert reader.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert reader.execute(query).fetchall() == before
+    assert reader.execute("SELECT type FROM sqlite_master WHERE name = 'spans'").fetchone()[0] == "view"
+    StoreWriter(str(tmp_path / "v3.db")).write_spans([row(100, BASE, 7, attrs={sc.OPERATION_TYPE: "tool"})])
+    assert reader.execute("SELECT duration_ns, operation_type FROM spans WHERE id = 40").fetchone() == (7, "tool")
 
 
 def test_statistics_agree_with_an_independent_variance(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def test_trace_lookup_by_id_uses_the_time_index_when_given_a_window(tmp_path: Pa
 def test_spans_table_has_only_the_time_ordered_index(tmp_path: Path) -> None:
     StoreWriter(str(tmp_path / "i.db")).write_spans([span_row(1, 1, 1)])
     conn = connect_for_reading(str(tmp_path / "i.db"))
-    indexes = [r[1] for r in conn.execute("PRAGMA index_list(spans)")]
+    indexes = [r[1] for r in conn.execute("PRAGMA index_list(span_rows)")]
     assert indexes == ["spans_by_start"]
     assert [r[2] for r in conn.execute("PRAGMA index_info(spans_by_start)")] == ["start_ns", "span_id"]
 

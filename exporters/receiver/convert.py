@@ -143,6 +143,22 @@ def _span_problem(span: Any) -> str:
     return f"end_time_unix_nano {span.end_time_unix_nano} is before start_time_unix_nano {start}"
 
 
+def count_items(signal: str, request: Message) -> int:
+    """How many spans, metric data points or log records ``request`` carries (the unit the
+    ingest queue is bounded in and partial successes count)."""
+    if signal == "traces":
+        return sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+    if signal == "logs":
+        return sum(len(scope.log_records) for resource in request.resource_logs for scope in resource.scope_logs)
+    total = 0
+    for resource in request.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                kind = metric.WhichOneof("data")
+                total += len(getattr(metric, kind).data_points) if kind else 0
+    return total
+
+
 def convert_traces(request: ExportTraceServiceRequest, ids: RowIdSource) -> Converted:
     """Span rows (``SPAN_COLUMNS``), their event rows (``EVENT_COLUMNS``) and attribute dicts."""
     rows: list[tuple[Any, ...]] = []

@@ -49,7 +49,7 @@ class _Export:
             request.ParseFromString(body)
         except (DecodeError, RuntimeWarning) as exc:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"not a valid {type(request).__name__}: {exc}")
-        outcome = self.service.export(self.signal, request)
+        outcome = self.service.export(self.signal, request, body)
         if not outcome.stored:
             _abort(context, grpc.StatusCode.UNAVAILABLE, outcome.message, retry=True)
         return success(self.signal, outcome.rejected, outcome.message).SerializeToString()

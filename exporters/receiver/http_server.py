@@ -187,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._error(400, CODES.INVALID_ARGUMENT, str(exc), as_json)
             return
-        outcome = self.server.service.export(signal, request)
+        outcome = self.server.service.export(signal, request, None if as_json else body)
         if outcome.stored:
             self._message(200, success(signal, outcome.rejected, outcome.message), as_json)
         else:

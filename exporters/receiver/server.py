@@ -8,7 +8,9 @@ none is ever acknowledged without its commit.
 
 from __future__ import annotations
 
+import os
 import ssl
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +20,16 @@ import grpc
 from otelkit.exporters.receiver.auth import Tokens
 from otelkit.exporters.receiver.grpc_server import build_grpc_server
 from otelkit.exporters.receiver.http_server import DEFAULT_MAX_BODY, ReceiverHTTPServer
-from otelkit.exporters.receiver.ingest import DEFAULT_QUEUE_ITEMS, SIGNALS, Ingest
+from otelkit.exporters.receiver.ingest import DEFAULT_QUEUE_ITEMS, SIGNALS, Ingest, WorkerStartError
 from otelkit.exporters.receiver.service import ReceiverService
+from otelkit.exporters.receiver.worker import WorkerSettings
 from otelkit.config import Policy
 from otelkit.processors.alerting import AlertStage
-from otelkit.processors.sanitize import Scrubber
-from otelkit.store import StoreWriter, connect_for_writing
+from otelkit.store import connect_for_writing
 
 
 class EndpointError(ValueError):
-    """An endpoint or TLS setting that cannot be used; the message is one line."""
+    """An endpoint, TLS setting or store writer that cannot be used; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class ReceiverSettings:
     cache_size_mib: int = 64
     policy: Policy | None = None  # its alert rules run on ingested spans
     sanitize: bool = False  # scrub with the policy's sanitize rules before storage
+    workers: int = field(default_factory=lambda: default_workers())
+
+
+def default_workers() -> int:
+    """One store-writer process per core, up to 4 (past that the commit itself is the limit)."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def split_endpoint(text: str) -> tuple[str, int]:
@@ -102,13 +110,20 @@ class Receiver:
         self.settings = settings
         # A foreign or unreadable file fails here, before any port is bound.
         connect_for_writing(settings.db, settings.busy_timeout_ms, settings.cache_size_mib).close()
-        self.writer = StoreWriter(settings.db, settings.busy_timeout_ms, settings.cache_size_mib)
-        self.ingest = Ingest(self.writer, settings.queue_items)
+        if settings.workers < 1:
+            raise EndpointError(f"--workers must be at least 1, not {settings.workers}")
         self.alerts = AlertStage.from_policy(settings.policy, settings.db) if settings.policy is not None else None
-        scrubber = None
-        if settings.sanitize:
-            scrubber = Scrubber.from_settings((settings.policy or Policy()).sanitize)
-        self.service = ReceiverService(self.ingest, self.alerts, scrubber)
+        # The store writers take turns through an flock on this file (released if one dies).
+        handle, self._lock_path = tempfile.mkstemp(prefix="otelkit-serve-", suffix=".lock")
+        os.close(handle)
+        sanitize = (settings.policy or Policy()).sanitize if settings.sanitize else None
+        worker = WorkerSettings(settings.db, self._lock_path, settings.busy_timeout_ms, settings.cache_size_mib, sanitize)
+        try:
+            self.ingest = Ingest(worker, settings.queue_items, settings.workers)
+        except WorkerStartError as exc:
+            os.unlink(self._lock_path)
+            raise EndpointError(str(exc)) from None
+        self.service = ReceiverService(self.ingest, self.alerts)
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self._grpc: grpc.Server | None = None
@@ -142,8 +157,7 @@ class Receiver:
                 self.http_port = self._http.server_address[1]
         except BaseException:
             self._close_listeners()
-            self.ingest.close()
-            self.writer.close()
+            self._close_store()
             raise
         if self._grpc is not None:
             self._grpc.start()
@@ -172,11 +186,18 @@ class Receiver:
             grpc_done.wait(grace_s + 1)
         if self._http is not None:
             self._http.server_close()  # joins the handler threads still answering
-        committed = self.ingest.close(max(grace_s, 30.0))
+        committed = self._close_store(max(grace_s, 30.0))
         if self.alerts is not None:
             self.alerts.shutdown()  # delivers the alerts still queued for webhooks and the store
-        self.writer.close()
         self._stopped.set()
+        return committed
+
+    def _close_store(self, timeout_s: float = 30.0) -> bool:
+        committed = self.ingest.close(timeout_s)
+        try:
+            os.unlink(self._lock_path)
+        except OSError:
+            pass
         return committed
 
     def wait(self) -> None:
@@ -204,5 +225,11 @@ class Receiver:
             "# HELP otelkit_receiver_queue_capacity_items The ingest queue's bound.",
             "# TYPE otelkit_receiver_queue_capacity_items gauge",
             f"otelkit_receiver_queue_capacity_items {self.ingest.max_items}",
+            "# HELP otelkit_receiver_store_writers Store-writer processes (otelkit serve --workers).",
+            "# TYPE otelkit_receiver_store_writers gauge",
+            f"otelkit_receiver_store_writers {self.ingest.workers}",
+            "# HELP otelkit_receiver_store_writer_restarts_total Store-writer processes that died and were started again.",
+            "# TYPE otelkit_receiver_store_writer_restarts_total counter",
+            f"otelkit_receiver_store_writer_restarts_total {counters.worker_restarts}",
         ]
         return "\n".join(lines) + "\n"

@@ -689,16 +689,18 @@ def top(db: str | None, interval: float, window: str, service: str | None, itera
               help="Largest request accepted, after decompression.")
 @click.option("--queue-items", type=click.IntRange(min=1000), default=200_000, show_default=True,
               help="Items (spans, points, records) waiting to be committed before senders get 503 / UNAVAILABLE.")
+@click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
+              help="Store-writer processes converting and committing in parallel.  [default: one per core, up to 4]")
 def serve(db: str | None, grpc_endpoint: str, http_endpoint: str, token_file: str | None, tls_cert: str | None,
           tls_key: str | None, tls_client_ca: str | None, sanitize: bool, max_body_mib: int,
-          queue_items: int) -> None:  # fmt: skip
+          queue_items: int, workers: int | None) -> None:  # fmt: skip
     """Receive OTLP traces, metrics and logs from any language or a Collector into the store.
 
     The first line of output names the ports bound. SIGTERM or Ctrl-C stops taking requests,
     commits everything already acknowledged, and exits.
     """
     from otelkit.exporters.receiver.auth import TokenError, Tokens
-    from otelkit.exporters.receiver.server import EndpointError, Receiver, ReceiverSettings, TLSFiles
+    from otelkit.exporters.receiver.server import EndpointError, Receiver, ReceiverSettings, TLSFiles, default_workers
 
     if (tls_cert is None) != (tls_key is None):
         raise InputError("--tls-cert and --tls-key go together")
@@ -718,6 +720,7 @@ def serve(db: str | None, grpc_endpoint: str, http_endpoint: str, token_file: st
             tokens=Tokens.from_file(token_file) if token_file else Tokens(),
             tls=TLSFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None,
             max_body=max_body_mib * 1024 * 1024, queue_items=queue_items,
+            workers=workers or default_workers(),
         )  # fmt: skip
         receiver = Receiver(settings)
         receiver.start()

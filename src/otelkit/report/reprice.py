@@ -21,7 +21,7 @@ from otelkit.store.writer import to_json
 
 _SELECT = "SELECT id, attributes FROM spans WHERE (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)"
 _SINCE = " AND start_ns >= ?"
-_UPDATE = "UPDATE spans SET attributes = ? WHERE id = ?"
+_UPDATE = "UPDATE span_rows SET attributes = ? WHERE id = ?"
 _CHUNK = 5000
 
 

@@ -47,7 +47,7 @@ ALERT_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-_SPAN_PREFIX = f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES "
+_SPAN_PREFIX = f"INSERT OR IGNORE INTO span_rows ({', '.join(SPAN_COLUMNS)}) VALUES "
 _EVENT_PREFIX = f"INSERT INTO span_events ({', '.join(EVENT_COLUMNS)}) VALUES "
 _METRIC_PREFIX = f"INSERT INTO metric_points ({', '.join(METRIC_COLUMNS)}) VALUES "
 _LOG_PREFIX = f"INSERT INTO log_records ({', '.join(LOG_COLUMNS)}) VALUES "
@@ -126,10 +126,13 @@ def to_json(value: Mapping[str, Any] | Sequence[Any] | None) -> str:
 class StoreWriter:
     """A thread-safe writer for one store file; reconnects after fork (gunicorn style)."""
 
-    def __init__(self, path: str, busy_timeout_ms: int = 30_000, cache_size_mib: int = 64) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int = 30_000, cache_size_mib: int = 64,
+                 autocheckpoint: bool = True) -> None:  # fmt: skip
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
         self._cache_size_mib = cache_size_mib
+        # False: the owner calls :meth:`checkpoint` itself, e.g. outside a lock it shares.
+        self._autocheckpoint = autocheckpoint
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
@@ -146,8 +149,16 @@ class StoreWriter:
                 self._lock = threading.Lock()
                 self._rollups = RollupWriter()
             self._conn = connect_for_writing(self.path, self._busy_timeout_ms, self._cache_size_mib)
+            if not self._autocheckpoint:
+                self._conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._pid = os.getpid()
         return self._conn
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file without waiting for readers or
+        writers (a PASSIVE checkpoint), so the WAL file can start over."""
+        with self._lock:
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _intern(self, table: str, fingerprint: str, insert_sql: str, values: tuple[Any, ...]) -> int:
         cached = self._fingerprints.get((table, fingerprint))
@@ -195,6 +206,7 @@ class StoreWriter:
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._rollups.reset()  # key ids cached in the rolled-back transaction are gone
                 raise
 
     def write_spans(
@@ -202,19 +214,22 @@ class StoreWriter:
         rows: Sequence[Sequence[Any]],
         events: Sequence[Sequence[Any]] = (),
         attributes: Sequence[Mapping[str, Any]] | None = None,
+        accumulator: Accumulator | None = None,
     ) -> int:
         """Store spans and their events in one transaction, and add the new ones to the rollups;
         returns how many spans were new. ``attributes``, when given, are the rows' attribute
-        maps (what their JSON says), so the rollups need not parse it again."""
+        maps (what their JSON says), so the rollups need not parse it again. ``accumulator``,
+        when given, holds all ``rows`` already added (computed before taking the lock); it is
+        used when every row is new, and recomputed for the new ones otherwise."""
         if not rows:
             return 0
         with self._transaction() as conn:
-            floor = conn.execute("SELECT coalesce(max(id), 0) FROM spans").fetchone()[0]
+            floor = conn.execute("SELECT coalesce(max(id), 0) FROM span_rows").fetchone()[0]
             inserted = _insert_rows(conn, _SPAN_PREFIX, len(SPAN_COLUMNS), rows)
             if inserted != len(rows):
                 # Some spans were stored before (a retried delivery): only the spans this batch
                 # added count, with their events.
-                new_spans = set(conn.execute("SELECT trace_id, span_id FROM spans WHERE id > ?", (floor,)))
+                new_spans = set(conn.execute("SELECT trace_id, span_id FROM span_rows WHERE id > ?", (floor,)))
                 events = [e for e in events if (e[0], e[1]) in new_spans]
                 fresh = []
                 for i, row in enumerate(rows):
@@ -224,11 +239,13 @@ class StoreWriter:
                         fresh.append(i)
                 rows = [rows[i] for i in fresh]
                 attributes = None if attributes is None else [attributes[i] for i in fresh]
+                accumulator = None
             if events:
                 _insert_rows(conn, _EVENT_PREFIX, len(EVENT_COLUMNS), events)
             if rows:
-                accumulator = Accumulator()
-                accumulator.add_rows(rows, attributes)
+                if accumulator is None:
+                    accumulator = Accumulator()
+                    accumulator.add_rows(rows, attributes)
                 self._rollups.write(conn, accumulator)
         return inserted
 
