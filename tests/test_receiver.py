@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
+import psutil
 import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -305,6 +306,7 @@ def test_health_and_prometheus_metrics(served: Served) -> None:
                     if line.startswith('otelkit_receiver_items_total{signal="traces",outcome="accepted"}'))  # fmt: skip
     assert int(accepted.rsplit(" ", 1)[1]) > 0
     assert "otelkit_receiver_queue_items " in text
+    assert "otelkit_receiver_store_writer_restarts_total 0" in text
 
 
 # --- raw gRPC ------------------------------------------------------------------------------------
@@ -343,17 +345,27 @@ def test_bearer_tokens_on_both_protocols(tmp_path: Path) -> None:
 
 
 # --- durability and lifecycle -------------------------------------------------------------------
+def store_writers(server: Served) -> list[psutil.Process]:
+    """The server's store-writer processes (not multiprocessing's resource tracker)."""
+    return [child for child in psutil.Process(server.process.pid).children()
+            if any("spawn_main" in part for part in child.cmdline())]  # fmt: skip
+
+
 def test_kill_9_after_an_acknowledgement_loses_nothing(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "killed.db")
+    server = start_server(tmp_path / "killed.db", "--workers", "2")
     acknowledged = []
     for i in range(5):
         spans = make_spans(f"svc-kill-{i}", 4)
         code, _, _ = post(f"{server.http}/v1/traces", encode_spans(spans).SerializeToString(), PB)
         assert code == 200
         acknowledged += spans
+    writers = store_writers(server)
+    assert len(writers) == 2  # --workers 2
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     ids = trace_ids(acknowledged)
     assert len(stored_spans(server.db, ids)) == len(acknowledged)
+    _, alive = psutil.wait_procs(writers, timeout=30)
+    assert not alive  # the store writers see their pipe close and exit
 
 
 def test_sigterm_stops_gracefully(tmp_path: Path) -> None:
@@ -467,6 +479,90 @@ def test_a_flood_beyond_the_queue_gets_503_and_loses_nothing_acknowledged(tmp_pa
         assert len(stored_spans(server.db, trace_ids(spans))) == len(spans)
     code_lines = [line for line in server.output().splitlines() if "committed" in line]
     assert code_lines and f"committed {sum(len(s) for s in acknowledged):,} spans" in code_lines[0]
+
+
+def test_grpc_calls_beyond_the_handler_threads_get_unavailable_with_retry_info(tmp_path: Path) -> None:
+    """More concurrent calls than the server works on are refused retryably (UNAVAILABLE with
+    RetryInfo), never with grpcio's RESOURCE_EXHAUSTED that OTLP senders treat as permanent."""
+    import concurrent.futures
+    import time
+
+    server = start_server(tmp_path / "calls.db", env=_policy(tmp_path, 20_000))
+    assert server.grpc is not None
+    bodies = [_body(f"svc-calls-{i}", 1) for i in range(100)]
+    blocker = sqlite3.connect(server.db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+
+    def send(body: bytes) -> tuple[grpc.StatusCode, int | None]:
+        with grpc.insecure_channel(server.grpc) as channel:  # type: ignore[arg-type]
+            export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            try:
+                export(body, timeout=60)
+            except grpc.RpcError as error:
+                details = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")  # type: ignore[attr-defined]
+                delay = None
+                if details:
+                    info = error_details_pb2.RetryInfo()
+                    status = status_pb2.Status.FromString(details)
+                    delay = info.retry_delay.seconds if status.details and status.details[0].Unpack(info) else None
+                return error.code(), delay  # type: ignore[attr-defined]
+            return grpc.StatusCode.OK, None
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+            futures = [pool.submit(send, body) for body, _ in bodies]
+            time.sleep(3)  # every call has arrived and waits behind the locked store
+            blocker.execute("ROLLBACK")
+            results = [f.result() for f in futures]
+    finally:
+        blocker.close()
+    codes = [code for code, _ in results]
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+    assert codes.count(grpc.StatusCode.UNAVAILABLE) >= len(bodies) - 64  # 8 handler threads x 8
+    assert all(delay == 1 for code, delay in results if code is grpc.StatusCode.UNAVAILABLE)
+    acknowledged = [spans for (code, _), (_, spans) in zip(results, bodies) if code is grpc.StatusCode.OK]
+    assert acknowledged
+    assert server.stop() == 0
+    for spans in acknowledged:
+        assert len(stored_spans(server.db, trace_ids(spans))) == len(spans)
+
+
+def test_a_store_writer_that_dies_is_replaced_and_nothing_acknowledged_is_lost(tmp_path: Path) -> None:
+    import time
+
+    server = start_server(tmp_path / "writer.db", "--workers", "1")
+    acknowledged: list[ReadableSpan] = []
+    try:
+        (writer,) = store_writers(server)
+        body, spans = _body("svc-before")
+        assert post(f"{server.http}/v1/traces", body, PB)[0] == 200
+        acknowledged += spans
+        writer.kill()  # a zombie until the server notices and reaps it
+        codes = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the sender retries until the new writer takes it
+            body, spans = _body("svc-after")
+            code, headers, answer = post(f"{server.http}/v1/traces", body, PB)
+            codes.append(code)
+            if code == 200:
+                acknowledged += spans
+                break
+            assert code == 503 and headers["Retry-After"] == "1" and "store writer" in rpc_status(answer).message
+            time.sleep(0.2)
+        assert codes[-1] == 200
+        (replacement,) = store_writers(server)
+        assert replacement.pid != writer.pid
+        text = post(f"{server.http}/metrics", b"", {}, method="GET")[2].decode()
+        assert "otelkit_receiver_store_writer_restarts_total 1" in text
+    finally:
+        assert server.stop() == 0
+    for spans in (acknowledged,):
+        assert len(stored_spans(server.db, trace_ids(spans))) == len(spans)
+
+
+def test_workers_must_be_a_positive_number(tmp_path: Path) -> None:
+    result = run("serve", "--db", str(tmp_path / "w.db"), "--workers", "0")
+    assert_one_line_error(result, "--workers")
 
 
 # --- TLS -----------------------------------------------------------------------------------------
