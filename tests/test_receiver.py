@@ -360,8 +360,8 @@ def test_kill_9_after_an_acknowledgement_loses_nothing(tmp_path: Path) -> None:
         assert code == 200
         acknowledged += spans
     writers = store_writers(server)
-    assert len(writers) == 2  # --workers 2
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert len(writers) == 2  # --workers 2
     ids = trace_ids(acknowledged)
     assert len(stored_spans(server.db, ids)) == len(acknowledged)
     _, alive = psutil.wait_procs(writers, timeout=30)
