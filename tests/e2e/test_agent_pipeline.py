@@ -111,7 +111,7 @@ def test_agent_cli_trace_reaches_jaeger_and_the_store_whole_and_redacted(
     inside_ask = {s for s, span in spans.items() if span["operationName"] in ("prompt.txt", "compile prompt.txt")} | chats
     assert {parents[span_id] for span_id in inside_ask} == {ask}
     http_calls = [parents[span_id] for span_id, span in spans.items() if span["operationName"] == "POST"]
-    assert sorted(http_calls) == sorted(chats)  # one HTTP call under each LLM call
+    assert sorted(map(str, http_calls)) == sorted(chats)  # one HTTP call under each LLM call
 
     # GenAI attributes, as the instrumentors set them
     mini, streamed, claude = (tags(spans[by_name[f"chat {model}"]]) for model in ("gpt-4o-mini", "gpt-4o", "claude-haiku-4-5"))
