@@ -47,15 +47,12 @@ from otelkit.processors.sanitize import Scrubber
 from otelkit.sampling_settings import SamplingSettings, TailSettings
 from otelkit.sanitize_settings import BALANCED_RULES, SanitizeSettings
 
+from e2e.tools import find_tool
 from test_cli import assert_one_line_error
 from test_detectors import FAKE, PEM
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "collector-config"
-# Read at import: the autouse fixture clears OTELKIT_* variables before each test runs.
-OTELCOL_ENV = os.environ.get("OTELKIT_OTELCOL")
-E2E_REQUIRED = os.environ.get("OTELKIT_E2E_REQUIRED") == "1"
-DEFAULT_OTELCOL = Path.home() / ".cache/otelkit-e2e/otelcol-otelkit-0.159.0/otelcol-otelkit"
 HMAC_KEY = "collector-test-key-0123456789abcdef"  # 32+ characters, as hmac-sha256 requires
 
 CUSTOM_POLICY = """
@@ -464,13 +461,7 @@ def test_unwritable_output_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def otelcol() -> Path:
     """The otelcol-otelkit binary, or a skip (a failure when OTELKIT_E2E_REQUIRED=1)."""
-    path = Path(OTELCOL_ENV) if OTELCOL_ENV else DEFAULT_OTELCOL
-    if path.is_file() and os.access(path, os.X_OK):
-        return path
-    reason = f"otelcol-otelkit not found at {path} (build it with scripts/build-e2e-tools, or set OTELKIT_OTELCOL)"
-    if E2E_REQUIRED:
-        pytest.fail(reason)
-    pytest.skip(reason)
+    return find_tool("otelcol")
 
 
 def collector_env(tmp_path: Path, **extra: str) -> dict[str, str]:
